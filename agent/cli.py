@@ -1,0 +1,285 @@
+"""The ``research`` command line: runs, resumes, listings and the cache.
+
+This is an edge: it turns the project's errors into one line on stderr and an exit code, and is the
+only place that prints. Exit codes: 0 done; 2 usage error (bad flag, missing file or key, unknown run);
+3 report written but some steps failed (``research show RUN_ID`` lists them); 4 stopped before going
+over ``--max-cost`` (resumable); 1 any other failure (the run stays resumable); 130 interrupted.
+Heavy modules (pipelines, SDKs) are imported inside commands so ``research --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from typing import Any, Iterator, List, Optional
+
+import click
+import typer
+from typing_extensions import Annotated
+
+from agent.errors import ResearchError, RunStopped, UsageError
+
+app = typer.Typer(
+    name="research",
+    help="Durable research runs: every model call and every scrape is paid for once.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+cache_app = typer.Typer(help="Inspect or clear the step cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+
+def _err(message: str) -> None:
+    from agent.secrets import redact
+
+    sys.stderr.write(f"error: {redact(message)}\n")
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _edge(debug: bool) -> Iterator[None]:
+    """Every project error becomes one line and an exit code; anything else too, unless --debug."""
+    try:
+        yield
+    except ResearchError as exc:
+        if debug:
+            raise
+        _err(exc.one_line())
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _err("interrupted; completed steps are saved, so the run can be resumed with 'research resume RUN_ID'")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (typer.Exit, click.exceptions.Exit, click.ClickException):
+        raise
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+        if debug:
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
+def _totals_line(totals: dict[str, Any]) -> str:
+    cost = _money(totals["cost_usd"]) + ("" if totals.get("cost_complete", True) else " + unpriced calls")
+    return (f"{totals['calls']} steps: {totals['paid']} paid, {totals['replayed']} replayed, {totals['failed']} failed;"
+            f" cost {cost}, saved {_money(totals['saved_usd'])}")
+
+
+def _progress(quiet: bool, as_json: bool):
+    if quiet or as_json or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from agent.progress import RichProgress
+
+    return RichProgress()
+
+
+def _run(inputs: Any, options: Any, *, as_json: bool, quiet: bool) -> None:
+    from pipelines.research import execute
+
+    with _progress(quiet, as_json) as progress:
+        try:
+            result = asyncio.run(execute(inputs, options, progress=progress))
+        except RunStopped as exc:
+            if as_json:
+                _emit_json({"run_id": exc.run_id, "status": "stopped" if exc.exit_code == 4 else "failed",
+                            "report_path": None, "error": exc.one_line()})
+            raise
+    failed = result.totals.get("failed", 0)
+    if as_json:
+        _emit_json({"run_id": result.run_id, "status": result.status,
+                    "report_path": result.report_paths.get("md") or next(iter(result.report_paths.values()), None),
+                    "report_paths": result.report_paths, "totals": result.totals})
+    else:
+        for path in result.report_paths.values():
+            sys.stdout.write(f"report: {path}\n")
+        sys.stdout.write(f"run {result.run_id}: {_totals_line(result.totals)}\n")
+        if failed:
+            sys.stdout.write(f"{failed} step(s) failed; see: research show {result.run_id}\n")
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def run(
+    question: Annotated[str, typer.Argument(help="The research question.")],
+    file: Annotated[List[str], typer.Option("--file", "-f", help="A file or directory of sources (repeatable).")] = [],
+    model: Annotated[List[str], typer.Option("--model", "-m", help="PROVIDER:MODEL (repeatable); the first summarizes and writes the report. [default: local:extractive]")] = [],
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name the run; reusing the id of an unfinished run resumes it.")] = None,
+    out: Annotated[str, typer.Option("--out", help="Directory for reports.")] = "reports",
+    fmt: Annotated[List[str], typer.Option("--format", help="Report formats: md, html, json (comma-separated or repeated).")] = ["md"],
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Directory of prompt templates overriding the packaged ones.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Model calls in flight per provider. [default: 4]")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", min=0.1, help="Seconds per model call attempt. [default: 120]")] = None,
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="Stop before a paid call would take the run past this many USD.")] = None,
+    max_age: Annotated[Optional[str], typer.Option("--max-age", help="Re-read sources older than this (30m, 12h, 7d).")] = None,
+    cache_dir: CacheDir = None,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Run research on QUESTION over the given sources and write a cited report."""
+    with _edge(debug):
+        from agent.config import parse_duration
+        from pipelines.research import ResearchInputs, ResearchOptions
+
+        age = None
+        if max_age is not None:
+            try:
+                age = parse_duration(max_age)
+            except ValueError:
+                raise UsageError(f"--max-age {max_age!r} is not a duration", hint="use a number and a unit: 30m, 12h, 7d") from None
+        inputs = ResearchInputs(question=question, files=list(file), models=list(model) or ["local:extractive"])
+        options = ResearchOptions(cache_dir=cache_dir, out_dir=out, formats=list(fmt), prompts_dir=prompts,
+                                  concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
+                                  run_id=run_id)
+        _run(inputs, options, as_json=as_json, quiet=quiet)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="A new budget in USD for the whole run.")] = None,
+    cache_dir: CacheDir = None,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Continue a run: completed steps replay, the rest are paid for."""
+    with _edge(debug):
+        from pipelines.research import ResearchOptions, resume_inputs
+
+        inputs, config = resume_inputs(cache_dir, run_id)
+        options = ResearchOptions.from_json(config, cache_dir=cache_dir, run_id=run_id, max_cost=max_cost)
+        _run(inputs, options, as_json=as_json, quiet=quiet)
+
+
+@app.command()
+def runs(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = False) -> None:
+    """List runs, newest first."""
+    with _edge(debug):
+        from agent.config import resolve_cache_dir
+        from agent.runs import Workspace
+
+        workspace = Workspace.open(resolve_cache_dir(cache_dir))
+        try:
+            rows = []
+            for run_ in workspace.journal.list_runs():
+                summary = workspace.summary(run_["run_id"])
+                rows.append({"run_id": run_["run_id"], "status": summary["status"], "started_at": summary["started_at"],
+                             "question": run_["question"], "cost_usd": summary["totals"]["cost_usd"]})
+        finally:
+            workspace.close()
+        if as_json:
+            _emit_json(rows)
+            return
+        if not rows:
+            sys.stdout.write("no runs yet\n")
+        for row in rows:
+            sys.stdout.write(f"{row['run_id']}  {row['status']:<11} {row['started_at']}  {_money(row['cost_usd']):>9}  {row['question']}\n")
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run to show.")],
+    cache_dir: CacheDir = None,
+    as_json: JsonOut = False,
+    debug: Debug = False,
+) -> None:
+    """Show a run: its status, report and every step."""
+    with _edge(debug):
+        from agent.config import resolve_cache_dir
+        from agent.runs import Workspace
+
+        workspace = Workspace.open(resolve_cache_dir(cache_dir))
+        try:
+            summary = workspace.summary(run_id)
+        finally:
+            workspace.close()
+        if as_json:
+            _emit_json(summary)
+            return
+        out = sys.stdout.write
+        out(f"run {summary['run_id']}: {summary['status']}\nquestion: {summary['question']}\n")
+        out(f"report: {summary['report_path'] or '(none yet)'}\n")
+        if summary["error"]:
+            out(f"error: {summary['error']}\n")
+        for step in summary["steps"]:
+            how = "failed" if step["status"] == "failed" else ("replayed" if step["replayed"] else "paid")
+            out(f"  {how:<8} {step['kind']:<6} {step['name']}" + (f"  ({step['error']})" if step.get("error") else "") + "\n")
+        out(_totals_line(summary["totals"]) + "\n")
+
+
+@cache_app.command("stats")
+def cache_stats(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = False) -> None:
+    """Entries and size of the cache, by kind."""
+    with _edge(debug):
+        from agent.config import resolve_cache_dir
+        from agent.store import Store
+
+        with Store(resolve_cache_dir(cache_dir)) as store:
+            stats = store.stats()
+        if as_json:
+            _emit_json(stats)
+            return
+        sys.stdout.write(f"{stats['directory']}: {stats['entries']} entries, {stats['bytes']:,} bytes\n")
+        for kind, row in sorted(stats["kinds"].items()):
+            sys.stdout.write(f"  {kind:<8} {row['entries']:>7} entries {row['bytes']:>14,} bytes\n")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    kind: Annotated[Optional[str], typer.Option("--kind", help="Only this kind of step: llm, scrape, search, fn.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    cache_dir: CacheDir = None,
+    debug: Debug = False,
+) -> None:
+    """Remove cached results (the run journal is kept). Cleared steps are paid for again when next needed."""
+    with _edge(debug):
+        from agent.config import resolve_cache_dir
+        from agent.store import Store
+
+        directory = resolve_cache_dir(cache_dir)
+        what = f"every {kind} result" if kind else "every cached result"
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"refusing to clear {what} without confirmation", hint="pass --yes")
+            typer.confirm(f"Remove {what} from {directory}?", abort=True)
+        with Store(directory) as store:
+            removed = store.clear(kind)
+        sys.stdout.write(f"removed {removed} entries from {directory}\n")
+
+
+def main() -> None:
+    """Console entry point: usage errors, too, are one line."""
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        _err("aborted")
+        sys.exit(1)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "research"
+        _err(f"{exc.format_message()} (see '{command} --help')")
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

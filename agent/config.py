@@ -1,0 +1,85 @@
+"""Where things live and which settings apply, resolved once at the edge.
+
+Explicit arguments win, then environment variables (a ``.env`` file in the working directory is read
+into the environment without overriding it), then defaults. API keys are read here only to be handed to
+SDK clients; they are never stored in :class:`Settings`' JSON form.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CACHE_DIR = "cache"
+DEFAULT_REPORT_DIR = "reports"
+_dotenv_loaded = False
+
+
+def load_dotenv_once() -> None:
+    """Read ``./.env`` into the environment (existing variables win). Safe to call often."""
+    global _dotenv_loaded
+    if _dotenv_loaded:
+        return
+    _dotenv_loaded = True
+    path = Path.cwd() / ".env"
+    if path.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """An environment variable after ``.env`` is loaded; empty counts as unset."""
+    load_dotenv_once()
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def resolve_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """``--cache-dir``, else ``RESEARCH_CACHE_DIR``, else ``./cache``."""
+    return Path(explicit or env("RESEARCH_CACHE_DIR") or DEFAULT_CACHE_DIR)
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``30m``, ``12h``, ``7d`` or ``2w`` to seconds; raises ``ValueError`` on anything else."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in units:
+        raise ValueError(text)
+    number = float(text[:-1])
+    if number < 0:
+        raise ValueError(text)
+    return number * units[text[-1]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How hard the project may push providers and sites. None of this is ever part of a key."""
+
+    concurrency: int = 4
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    retry_cap_s: float = 60.0
+    rpm: float | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Limits":
+        values: dict[str, object] = {}
+        for field, name, cast in (
+            ("concurrency", "RESEARCH_CONCURRENCY", int),
+            ("timeout_s", "RESEARCH_TIMEOUT", float),
+            ("max_retries", "RESEARCH_MAX_RETRIES", int),
+            ("retry_cap_s", "RESEARCH_RETRY_CAP", float),
+            ("rpm", "RESEARCH_RPM", float),
+        ):
+            raw = env(name)
+            if raw is not None:
+                try:
+                    values[field] = cast(raw)
+                except ValueError:
+                    from agent.errors import UsageError
+
+                    raise UsageError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number or unset it")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,126 @@
+"""The project's error tree.
+
+Library code raises these; only the surfaces (the CLI, the notebook object) turn them into exit codes
+and one-line messages. Two families matter to a user: a :class:`UsageError` is something they can fix
+themselves (a bad flag, a missing file, a missing key); a :class:`ProviderError` or
+:class:`SourceError` is a remote failure, with the fields a retry policy needs.
+"""
+
+from __future__ import annotations
+
+
+class ResearchError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message and, when there is one, what to do about it, on one line."""
+        text = self.message if not self.hint else f"{self.message}; {self.hint}"
+        return " ".join(text.split())
+
+
+class UsageError(ResearchError):
+    """A mistake the user can fix: bad flag, missing file, unknown run id, unknown provider."""
+
+    exit_code = 2
+
+
+class MissingKeyError(UsageError):
+    """A provider needs an API key that is not set."""
+
+    def __init__(self, provider: str, variable: str) -> None:
+        super().__init__(
+            f"{provider} needs an API key and {variable} is not set",
+            hint=f"export {variable}=... or put it in a .env file in this directory",
+        )
+        self.provider = provider
+        self.variable = variable
+
+
+class StoreError(ResearchError):
+    """The cache directory cannot be opened, read or written."""
+
+    exit_code = 1
+
+
+class ProviderError(ResearchError):
+    """A model provider failed a call.
+
+    ``retryable`` says whether the same request may succeed later (rate limits, 5xx, timeouts,
+    dropped connections); ``fatal`` says that every other call to this provider would fail the same
+    way (a rejected key), so the run should stop rather than go on.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        fatal: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.provider = provider
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.fatal = fatal
+
+
+class AuthError(ProviderError):
+    """The provider rejected the API key (401/403): no retry, and the run stops."""
+
+    def __init__(self, provider: str, variable: str, status: int | None = None) -> None:
+        super().__init__(
+            f"{provider} rejected the API key (HTTP {status})" if status else f"{provider} rejected the API key",
+            provider=provider,
+            status=status,
+            fatal=True,
+            hint=f"check {variable}, then resume the run",
+        )
+        self.variable = variable
+
+
+class SourceError(ResearchError):
+    """A source (file, page, search) could not be read."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "",
+        retryable: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+class BudgetExceeded(ResearchError):
+    """The next paid call would take the run past its ``--max-cost``."""
+
+    exit_code = 4
+
+
+class RunStopped(ResearchError):
+    """The run stopped early (a rejected key, a budget); it can be resumed."""
+
+    def __init__(self, message: str, *, run_id: str, cause: ResearchError, exit_code: int = 1) -> None:
+        super().__init__(message, hint=f"fix it, then run: research resume {run_id}")
+        self.run_id = run_id
+        self.cause = cause
+        self.exit_code = exit_code

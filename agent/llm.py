@@ -1,0 +1,80 @@
+"""The project's own model types, and the durable model step.
+
+Pipelines build a :class:`CompletionRequest`, hand it with a provider to :func:`complete`, and get a
+:class:`Completion` back, replayed or paid. No SDK type crosses this line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agent.steps import Paid, Runtime, StepResult, StepSpec
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """One model call. Every field is part of the step key.
+
+    ``context`` carries the structured inputs behind the rendered prompt (question, sources); hosted
+    models ignore it, the offline extractive model works from it.
+    """
+
+    prompt: str
+    system: str = ""
+    max_tokens: int = 1024
+    temperature: float | None = 0.0
+    context: dict[str, Any] | None = None
+
+    def for_key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    finish_reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "usage": asdict(self.usage), "model": self.model,
+                "finish_reason": self.finish_reason}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Completion":
+        return cls(text=data["text"], usage=Usage(**data.get("usage") or {}), model=data.get("model", ""),
+                   finish_reason=data.get("finish_reason", ""))
+
+
+def llm_spec(provider: Any, request: CompletionRequest, name: str) -> StepSpec:
+    """The step that ``request`` to ``provider`` is: the endpoint is in the key, the API key never."""
+    return StepSpec(kind="llm", name=name, provider=provider.name, endpoint=provider.endpoint,
+                    model=provider.model, request=request.for_key())
+
+
+async def complete(runtime: Runtime, provider: Any, request: CompletionRequest, *, name: str) -> tuple[Completion, StepResult]:
+    """Ask ``provider`` for a completion as a durable step."""
+    from agent.pricing import cost_of
+
+    async def work() -> Paid:
+        completion = await provider.call(request)
+        usage = completion.usage
+        return Paid(
+            value=completion.to_json(),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=cost_of(provider.name, provider.model, usage),
+            usage=asdict(usage),
+        )
+
+    result = await runtime.step(llm_spec(provider, request, name), work)
+    return Completion.from_json(result.value), result

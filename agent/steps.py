@@ -1,0 +1,241 @@
+"""Durable steps: replay what was paid for, pay only for what is new.
+
+A :class:`Runtime` is the engine under every costly call. Given a :class:`StepSpec` (which yields the
+step key) and a coroutine that would do the work, it:
+
+1. replays the result the run's journal pinned for that key, if this is a resumed run;
+2. else replays the stored result, if one exists and is fresh enough;
+3. else joins an identical call already in flight in this process (single-flight);
+4. else pays: runs the work, stores the result *only if it succeeded*, and journals the outcome.
+
+It knows nothing of models, pages or pipelines; adapters and pipelines bring the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Awaitable, Callable
+
+from agent.errors import ResearchError
+from agent.journal import Journal
+from agent.keys import step_key
+from agent.secrets import redact
+from agent.store import Store
+
+
+@dataclass
+class StepSpec:
+    """What identifies a step. Every field except ``name`` and ``max_age`` is part of its key."""
+
+    kind: str
+    name: str
+    provider: str = ""
+    endpoint: str = ""
+    model: str = ""
+    request: Any = None
+    max_age: float | None = None
+
+    @cached_property
+    def key(self) -> str:
+        return step_key(self.kind, provider=self.provider, endpoint=self.endpoint, model=self.model,
+                        request=self.request)
+
+
+@dataclass
+class Paid:
+    """What a step's work returns: the JSON value, and what producing it cost."""
+
+    value: Any
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepResult:
+    """A step's outcome as the caller sees it, replayed or paid."""
+
+    value: Any
+    key: str
+    replayed: bool
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = 0.0
+    duration_s: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+def _from_record(record: dict[str, Any], key: str, replayed: bool, duration: float) -> StepResult:
+    return StepResult(
+        value=record["value"], key=key, replayed=replayed,
+        input_tokens=record.get("input_tokens"), output_tokens=record.get("output_tokens"),
+        cost_usd=record.get("cost_usd"), duration_s=duration, usage=record.get("usage") or {},
+    )
+
+
+Listener = Callable[[str, StepSpec, "StepResult | None", "BaseException | None"], None]
+
+
+class Runtime:
+    """Runs steps against a store, journaling into one run when there is one.
+
+    ``gate`` is awaited before every paid call (budgets, rate limits live there); listeners hear of
+    every outcome (progress displays).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal | None = None,
+        *,
+        run_id: str | None = None,
+        attempt: int = 1,
+        pins: dict[str, str] | None = None,
+        gate: Callable[[StepSpec], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.run_id = run_id
+        self.attempt = attempt
+        self.pins = dict(pins or {})
+        self.gate = gate
+        self.listeners: list[Listener] = []
+        self.spent_usd = 0.0
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._sync_inflight: dict[str, threading.Lock] = {}
+        self._sync_guard = threading.Lock()
+
+    # -- lookups -----------------------------------------------------------------------------
+    def lookup(self, spec: StepSpec) -> dict[str, Any] | None:
+        """The stored record this run should replay for ``spec``, if any."""
+        key = spec.key
+        digest = self.pins.get(key)
+        if digest is not None:
+            record = self.store.get_pinned(key, digest)
+            if record is not None:
+                return record
+        return self.store.get(key, max_age=spec.max_age)
+
+    # -- journaling --------------------------------------------------------------------------
+    def _journal(self, spec: StepSpec, status: str, *, replayed: bool, result: StepResult | None = None,
+                 digest: str | None = None, error: str | None = None, duration: float = 0.0) -> None:
+        if self.journal is None or self.run_id is None:
+            return
+        cost = result.cost_usd if result else None
+        self.journal.record(self.run_id, self.attempt, {
+            "key": spec.key, "kind": spec.kind, "name": spec.name, "provider": spec.provider,
+            "model": spec.model, "status": status, "replayed": int(replayed), "digest": digest,
+            "input_tokens": result.input_tokens if result else None,
+            "output_tokens": result.output_tokens if result else None,
+            "cost_usd": 0.0 if replayed else cost,
+            "saved_usd": cost if replayed else None,
+            "duration_s": round(duration, 6), "error": error,
+        })
+
+    def _notify(self, event: str, spec: StepSpec, result: StepResult | None, exc: BaseException | None) -> None:
+        for listener in self.listeners:
+            listener(event, spec, result, exc)
+
+    def _replay(self, spec: StepSpec, record: dict[str, Any], started: float) -> StepResult:
+        result = _from_record(record, spec.key, True, time.perf_counter() - started)
+        self._journal(spec, "completed", replayed=True, result=result, digest=record.get("digest"),
+                      duration=result.duration_s)
+        self._notify("replayed", spec, result, None)
+        return result
+
+    def _paid(self, spec: StepSpec, paid: Paid, started: float) -> StepResult:
+        meta = {
+            "name": spec.name, "provider": spec.provider, "model": spec.model,
+            "input_tokens": paid.input_tokens, "output_tokens": paid.output_tokens,
+            "cost_usd": paid.cost_usd, "usage": paid.usage,
+        }
+        duration = time.perf_counter() - started
+        meta["duration_s"] = round(duration, 6)
+        record = self.store.put(spec.key, paid.value, kind=spec.kind, meta=meta)
+        self.pins[spec.key] = record["digest"]
+        result = _from_record(record, spec.key, False, duration)
+        self.spent_usd += paid.cost_usd or 0.0
+        self._journal(spec, "completed", replayed=False, result=result, digest=record["digest"],
+                      duration=duration)
+        self._notify("paid", spec, result, None)
+        return result
+
+    def _failed(self, spec: StepSpec, exc: BaseException, started: float) -> None:
+        if isinstance(exc, ResearchError):
+            message = exc.one_line()
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        self._journal(spec, "failed", replayed=False, error=redact(message)[:2000],
+                      duration=time.perf_counter() - started)
+        self._notify("failed", spec, None, exc)
+
+    # -- running -----------------------------------------------------------------------------
+    async def step(self, spec: StepSpec, work: Callable[[], Awaitable[Paid]]) -> StepResult:
+        """Replay ``spec`` or pay for it with ``work()``; failures propagate and are never stored."""
+        started = time.perf_counter()
+        record = self.lookup(spec)
+        if record is not None:
+            return self._replay(spec, record, started)
+        key = spec.key
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            if self.gate is not None:
+                await self.gate(spec)
+            paid = await work()
+            result = self._paid(spec, paid, started)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._failed(spec, exc, started)
+            future.set_exception(exc)
+            future.exception()  # joined callers re-raise it; nobody else needs to retrieve it
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            self._inflight.pop(key, None)
+
+    def step_sync(self, spec: StepSpec, work: Callable[[], Paid]) -> StepResult:
+        """:meth:`step` for plain functions; identical calls from several threads run once."""
+        started = time.perf_counter()
+        record = self.lookup(spec)
+        if record is not None:
+            return self._replay(spec, record, started)
+        with self._sync_guard:
+            lock = self._sync_inflight.setdefault(spec.key, threading.Lock())
+        with lock:
+            record = self.lookup(spec)
+            if record is not None:
+                return self._replay(spec, record, started)
+            try:
+                paid = work()
+            except BaseException as exc:
+                self._failed(spec, exc, started)
+                raise
+            return self._paid(spec, paid, started)
+
+
+_current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("research_runtime", default=None)
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime of the run this code is part of, if any."""
+    return _current.get()
+
+
+def use_runtime(runtime: Runtime | None) -> contextvars.Token:
+    return _current.set(runtime)
+
+
+def reset_runtime(token: contextvars.Token) -> None:
+    _current.reset(token)

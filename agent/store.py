@@ -1,0 +1,173 @@
+"""The content-addressed result store: diskcache holding JSON bytes, and nothing else.
+
+diskcache pickles and unpickles by default; a pickle planted in a shared cache directory would then run
+code on read. :class:`JSONDisk` closes that door: it writes only ``bytes`` under ``str`` keys and refuses,
+on read, any row or file diskcache marked as pickled. Such a row, or one that is not valid JSON, is a miss.
+
+Each entry is a *record*: the step's result ``value`` with what it cost when it was paid for (usage,
+cost, duration) and when it was stored. A record whose result is replaced (a page fetched again after it
+went stale) is kept under ``KEY@DIGEST`` so a resumed run can still replay exactly what it saw.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import diskcache
+from diskcache.core import MODE_PICKLE, UNKNOWN
+
+from agent.errors import StoreError
+from agent.keys import content_hash
+
+
+class UnsafeRow(Exception):
+    """A stored row that would need unpickling to read; treated as a miss."""
+
+
+class JSONDisk(diskcache.Disk):
+    """A diskcache ``Disk`` that stores raw bytes under string keys and never unpickles."""
+
+    def put(self, key):
+        if type(key) is not str:
+            raise TypeError("store keys are strings")
+        return super().put(key)
+
+    def get(self, key, raw):
+        if not raw:
+            raise UnsafeRow("pickled key")
+        return super().get(key, raw)
+
+    def store(self, value, read, key=UNKNOWN):
+        if type(value) is not bytes:
+            raise TypeError("store values are JSON bytes")
+        return super().store(value, read, key)
+
+    def fetch(self, mode, filename, value, read):
+        if mode == MODE_PICKLE:
+            raise UnsafeRow("pickled value")
+        return super().fetch(mode, filename, value, False)
+
+
+def _now() -> float:
+    return time.time()
+
+
+class Store:
+    """Step results on disk, keyed by step key, as JSON records."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(
+                str(self.directory),
+                disk=JSONDisk,
+                eviction_policy="none",
+                size_limit=2**62,
+                statistics=False,
+                tag_index=True,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the cache at {self.directory}: {exc}",
+                hint="pass --cache-dir (or RESEARCH_CACHE_DIR) to use another directory, or move this one aside",
+            ) from exc
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, key: str, *, max_age: float | None = None) -> dict[str, Any] | None:
+        """The record for ``key``, or ``None`` when it is absent, unreadable or older than ``max_age``."""
+        record = self._read(key)
+        if record is not None and max_age is not None and _now() - record.get("stored_at", 0) > max_age:
+            return None
+        return record
+
+    def get_pinned(self, key: str, digest: str) -> dict[str, Any] | None:
+        """The record for ``key`` whose value has ``digest``: what a run saw, whatever its age."""
+        record = self._read(key)
+        if record is not None and record.get("digest") == digest:
+            return record
+        return self._read(f"{key}@{digest}")
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = self._cache.get(key)
+        except UnsafeRow:
+            return None
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot read the cache at {self.directory}: {exc}",
+                hint="pass --cache-dir to use another directory, or move this one aside",
+            ) from exc
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(record, dict) or "value" not in record:
+            return None
+        return record
+
+    # -- writing -----------------------------------------------------------------------------
+    def put(self, key: str, value: Any, *, kind: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Store a successful result and return its record (with its digest)."""
+        record = dict(meta or {})
+        record["kind"] = kind
+        record["value"] = value
+        record["digest"] = content_hash(value)
+        record["stored_at"] = _now()
+        data = json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        try:
+            with self._cache.transact():
+                previous = self._read(key)
+                if previous is not None and previous.get("digest") != record["digest"]:
+                    old = json.dumps(previous, ensure_ascii=False).encode("utf-8")
+                    self._cache.set(f"{key}@{previous['digest']}", old, tag=kind)
+                self._cache.set(key, data, tag=kind)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot write to the cache at {self.directory}: {exc}",
+                hint="check free disk space and permissions, or pass --cache-dir",
+            ) from exc
+        return record
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Entries and bytes per kind, from diskcache's own table."""
+        kinds: dict[str, dict[str, int]] = {}
+        db = self.directory / "cache.db"
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(
+                "SELECT tag, COUNT(*), SUM(CASE WHEN filename IS NULL THEN length(value) ELSE size END)"
+                " FROM Cache GROUP BY tag"
+            ).fetchall()
+        finally:
+            conn.close()
+        for tag, count, size in rows:
+            kinds[str(tag or "other")] = {"entries": int(count), "bytes": int(size or 0)}
+        return {
+            "directory": str(self.directory),
+            "entries": sum(k["entries"] for k in kinds.values()),
+            "bytes": sum(k["bytes"] for k in kinds.values()),
+            "kinds": kinds,
+        }
+
+    def clear(self, kind: str | None = None) -> int:
+        """Remove every entry, or those of one kind; returns how many were removed."""
+        if kind is None:
+            return self._cache.clear()
+        return self._cache.evict(kind)
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

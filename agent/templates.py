@@ -1,0 +1,46 @@
+"""Rendering prompt templates: the packaged ``prompts/`` files, overridable by ``--prompts DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agent.errors import UsageError
+
+
+class Prompts:
+    """Loads ``NAME.j2`` from an override directory first, then from the packaged templates."""
+
+    def __init__(self, override_dir: str | Path | None = None) -> None:
+        import jinja2
+
+        from prompts import TEMPLATE_DIR
+
+        dirs = [str(TEMPLATE_DIR)]
+        if override_dir:
+            override = Path(override_dir)
+            if not override.is_dir():
+                raise UsageError(f"--prompts {override_dir} is not a directory",
+                                 hint="pass a directory holding .j2 templates to override")
+            dirs.insert(0, str(override))
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(dirs), undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False, autoescape=False,
+        )
+
+    def render(self, name: str, **variables: Any) -> tuple[str, str]:
+        """``(system, user)`` text of template ``name`` rendered with ``variables``."""
+        import jinja2
+
+        try:
+            template = self._env.get_template(f"{name}.j2")
+            context = template.new_context(variables)
+            parts = {block: "".join(template.blocks[block](context)).strip() for block in ("system", "user")}
+        except jinja2.TemplateNotFound as exc:
+            raise UsageError(f"no prompt template {name}.j2", hint="restore it or fix --prompts") from exc
+        except KeyError as exc:
+            raise UsageError(f"prompt template {name}.j2 lacks a {exc.args[0]!r} block",
+                             hint="give it {% block system %} and {% block user %}") from exc
+        except jinja2.TemplateError as exc:
+            raise UsageError(f"prompt template {name}.j2 is broken: {exc}", hint="fix the template") from exc
+        return parts["system"], parts["user"]

@@ -1,0 +1,47 @@
+"""Keeping citations honest: every [n] in a model's text must name a real, numbered source.
+
+Models write ``[3]``, ``[2, 5]``, ``[1-3]`` or ``[1][4]``. Each is normalized to ``[n]`` markers; a
+number that names no source the run actually read is removed from the text and reported, so an
+invented citation is never shown as real.
+"""
+
+from __future__ import annotations
+
+import re
+
+_GROUP = re.compile(r"\[(\s*\d+\s*(?:(?:[,;]|-|–)\s*\d+\s*)*)\]")
+
+
+def _numbers(group: str) -> list[int]:
+    out: list[int] = []
+    for part in re.split(r"[,;]", group):
+        part = part.strip()
+        bounds = re.split(r"\s*[-–]\s*", part)
+        if len(bounds) == 2 and bounds[0].isdigit() and bounds[1].isdigit():
+            lo, hi = int(bounds[0]), int(bounds[1])
+            if 0 < hi - lo <= 20:
+                out.extend(range(lo, hi + 1))
+                continue
+        if part.isdigit():
+            out.append(int(part))
+    return out
+
+
+def verify(text: str, valid: set[int]) -> tuple[str, list[int]]:
+    """``text`` with citations normalized and invalid ones removed, and the invalid numbers found."""
+    invalid: list[int] = []
+
+    def fix(match: re.Match) -> str:
+        nums = _numbers(match.group(1))
+        kept = [n for n in nums if n in valid]
+        invalid.extend(n for n in nums if n not in valid and n not in invalid)
+        return "".join(f"[{n}]" for n in kept)
+
+    fixed = _GROUP.sub(fix, text)
+    fixed = re.sub(r"[ \t]+([.,;:])", r"\1", fixed)
+    return fixed, sorted(invalid)
+
+
+def cited(text: str) -> set[int]:
+    """Every source number cited in ``text``."""
+    return {n for m in _GROUP.finditer(text) for n in _numbers(m.group(1))}

@@ -1,0 +1,102 @@
+"""Writing a research result out: Markdown, a standalone HTML page, and JSON.
+
+The report is assembled here, not by a model: the models write the answer and the analyses; the
+sources, their numbers, the references and the list of what failed come from the run itself, so every
+[n] in the report points at a source that was really read.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.research import ResearchResult
+
+OFFLINE_NOTE = (
+    "Made with `local:extractive`, the offline default: not a language model, but a deterministic "
+    "extractor that quotes the sentences of the sources most relevant to the question. Pass "
+    "`--model openai:...`, `anthropic:...` or `gemini:...` for written analysis."
+)
+
+
+def _uses_local(models: list[str]) -> bool:
+    return any(m.startswith("local:") for m in models)
+
+
+def markdown(result: "ResearchResult") -> str:
+    lines = [f"# {result.question}", ""]
+    lines.append(f"Run `{result.run_id}` · {result.started_at} · models: {', '.join(f'`{m}`' for m in result.models)}"
+                 f" · {len(result.sources)} source{'s' if len(result.sources) != 1 else ''}")
+    lines.append("")
+    if _uses_local(result.models):
+        lines += [f"> {OFFLINE_NOTE}", ""]
+    if result.synthesis:
+        lines += [result.synthesis.strip(), ""]
+    else:
+        lines += ["## Answer", "", "No synthesis could be written; see the failures below.", ""]
+    if result.analyses:
+        lines += ["## Analyses", ""]
+        for analysis in result.analyses:
+            lines += [f"### {analysis['model']}", "", analysis["text"].strip(), ""]
+    lines += ["## Sources", ""]
+    for source in result.sources:
+        lines += [f"### [{source.id}] {source.title}", ""]
+        lines += [source.summary.strip() if source.summary else "_No summary: it failed (see below)._", ""]
+    if result.failed or result.notes:
+        lines += ["## What failed or was left out", ""]
+        lines += [f"- {f['stage']}: {f['what']}: {f['error']}" for f in result.failed]
+        lines += [f"- {note}" for note in result.notes]
+        lines.append("")
+    lines += ["## References", ""]
+    for source in result.sources:
+        lines.append(f"{source.id}. {source.title}: {source.uri}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def html(result: "ResearchResult") -> str:
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown(result))
+    title = _html.escape(result.question)
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font: 16px/1.6 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 46rem; margin: 2rem auto;
+       padding: 0 1rem; color: #1d1d1f; background: #fff; }}
+h1 {{ font-size: 1.7rem; line-height: 1.25; }}
+h2 {{ margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }}
+blockquote {{ margin: 1rem 0; padding: .5rem 1rem; background: #f5f5f7; border-left: 4px solid #999; }}
+code {{ background: #f0f0f2; padding: 0 .25rem; border-radius: 3px; }}
+ol li, ul li {{ margin: .25rem 0; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+
+
+def as_json(result: "ResearchResult") -> str:
+    data: dict[str, Any] = asdict(result)
+    data.pop("markdown", None)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def render(result: "ResearchResult", fmt: str) -> str:
+    if fmt == "md":
+        result.markdown = markdown(result)
+        return result.markdown
+    if fmt == "html":
+        return html(result)
+    if fmt == "json":
+        return as_json(result)
+    raise ValueError(fmt)

@@ -1,0 +1,420 @@
+"""The research workflow: gather -> scrape -> summarize -> analyze -> report, every costly call durable.
+
+``execute`` opens (or resumes) a run in the cache directory, runs :class:`Workflow` under it and writes
+the report files. Every model call and every read is a step of :mod:`agent.steps`: a resumed or repeated
+run replays what was already paid for, and only new or changed work is paid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Protocol
+
+from agent.config import Limits, resolve_cache_dir
+from agent.errors import BudgetExceeded, ProviderError, ResearchError, RunStopped, SourceError, UsageError
+from agent.journal import totals
+from agent.keys import content_hash
+from agent.llm import CompletionRequest, complete
+from agent.providers import DEFAULT_MODEL, get_provider, parse_model_id
+from agent.runs import Workspace, new_run_id
+from agent.secrets import redact
+from agent.sources import Document
+from agent.sources import files as file_sources
+from agent.steps import Paid, Runtime, StepSpec, reset_runtime, use_runtime
+from agent.templates import Prompts
+from pipelines import citations
+from pipelines.report import render
+
+SUMMARY_WORDS = 200
+FORMATS = ("md", "html", "json")
+
+
+class Progress(Protocol):
+    def stage(self, name: str, total: int) -> None: ...
+    def advance(self, name: str, outcome: str) -> None: ...
+
+
+class NoProgress:
+    def stage(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, name: str, outcome: str) -> None:
+        pass
+
+
+@dataclass
+class ResearchInputs:
+    """What a run is about. Its hash identifies the run: reusing a run id needs the same inputs."""
+
+    question: str
+    files: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
+    search: int = 0
+    depth: int = 0
+    breadth: int = 2
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ResearchInputs":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class ResearchOptions:
+    """How a run goes about it. None of this changes what any step returns."""
+
+    cache_dir: str | None = None
+    out_dir: str = "reports"
+    formats: list[str] = field(default_factory=lambda: ["md"])
+    prompts_dir: str | None = None
+    concurrency: int | None = None
+    timeout: float | None = None
+    max_cost: float | None = None
+    max_age: float | None = None
+    run_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("run_id")
+        data.pop("cache_dir")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **overrides: Any) -> "ResearchOptions":
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class Source:
+    id: int
+    uri: str
+    title: str
+    text: str
+    content_type: str = "text/markdown"
+    summary: str | None = None
+
+
+@dataclass
+class ResearchResult:
+    run_id: str
+    status: str
+    question: str
+    models: list[str]
+    started_at: str
+    sources: list[Source] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    analyses: list[dict[str, str]] = field(default_factory=list)
+    synthesis: str = ""
+    notes: list[str] = field(default_factory=list)
+    report_paths: dict[str, str] = field(default_factory=dict)
+    totals: dict[str, Any] = field(default_factory=dict)
+    markdown: str = ""
+
+
+def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
+    """Validate inputs before anything runs; every problem is a one-line :class:`UsageError`."""
+    question = " ".join(inputs.question.split())
+    if not question:
+        raise UsageError("the question is empty", hint='research run "What do we know about X?" --file notes/')
+    models: list[str] = []
+    for model_id in inputs.models or [DEFAULT_MODEL]:
+        provider, model = parse_model_id(model_id)
+        normalized = f"{provider}:{model}"
+        if normalized not in models:
+            models.append(normalized)
+    if not inputs.files and not inputs.urls and not inputs.search:
+        raise UsageError("no sources given", hint="pass --file PATH (files or directories), --url URL or --search N")
+    files = [str(p) for p in file_sources.expand(list(inputs.files))] if inputs.files else []
+    return ResearchInputs(question=question, files=files, urls=list(inputs.urls), models=models,
+                          search=int(inputs.search or 0), depth=int(inputs.depth or 0), breadth=int(inputs.breadth or 2))
+
+
+class Workflow:
+    """One research run's stages, on a runtime that replays or pays for each step."""
+
+    def __init__(self, runtime: Runtime, inputs: ResearchInputs, options: ResearchOptions,
+                 progress: Progress, started_at: str) -> None:
+        self.runtime = runtime
+        self.inputs = inputs
+        self.options = options
+        self.progress = progress
+        self.started_at = started_at
+        self.limits = Limits.from_env(concurrency=options.concurrency, timeout_s=options.timeout)
+        self.prompts = Prompts(options.prompts_dir)
+        self.providers = [get_provider(m, limits=self.limits) for m in inputs.models]
+        self.fatal: ResearchError | None = None
+        self.failed: list[dict[str, str]] = []
+        self.notes: list[str] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _fail(self, stage: str, what: str, exc: BaseException) -> None:
+        message = redact(exc.one_line() if isinstance(exc, ResearchError) else f"{type(exc).__name__}: {exc}")
+        self.failed.append({"stage": stage, "what": what, "error": message})
+        if isinstance(exc, (ProviderError, BudgetExceeded)) and (getattr(exc, "fatal", False) or isinstance(exc, BudgetExceeded)):
+            self.fatal = self.fatal or exc
+
+    async def _each(self, stage: str, items: list[Any], job: Callable[[Any], Awaitable[Any]],
+                    label: Callable[[Any], str]) -> list[Any]:
+        """Run ``job`` over ``items`` concurrently; failures are recorded and come back as ``None``."""
+        self.progress.stage(stage, len(items))
+
+        async def one(item: Any) -> Any:
+            if self.fatal is not None:
+                return None
+            try:
+                result = await job(item)
+            except UsageError:
+                raise
+            except (ResearchError, OSError) as exc:
+                self._fail(stage, label(item), exc)
+                self.progress.advance(stage, "failed")
+                return None
+            self.progress.advance(stage, "done")
+            return result
+
+        tasks = [asyncio.ensure_future(one(item)) for item in items]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if self.fatal is not None:
+            raise self.fatal
+        return list(results)
+
+    async def _ask(self, provider: Any, template: str, name: str, context: dict[str, Any], **variables: Any) -> str:
+        system, prompt = self.prompts.render(template, **variables)
+        request = CompletionRequest(prompt=prompt, system=system, max_tokens=2048, context=context)
+        completion, _ = await complete(self.runtime, provider, request, name=name)
+        return completion.text.strip()
+
+    # -- stages ------------------------------------------------------------------------------
+    async def read(self, path: str) -> Document:
+        fp = file_sources.file_fingerprint(Path(path))
+        spec = StepSpec(kind="scrape", name=f"read {path}", provider="file", request=fp,
+                        max_age=self.options.max_age)
+
+        async def work() -> Paid:
+            doc = await asyncio.to_thread(file_sources.read_file, Path(path))
+            return Paid(doc.to_json(), cost_usd=0.0)
+
+        result = await self.runtime.step(spec, work)
+        return Document.from_json(result.value)
+
+    async def summarize(self, source: Source) -> str:
+        provider = self.providers[0]
+        doc = {"title": source.title, "text": source.text}
+        return await self._ask(
+            provider, "summarize", f"summarize [{source.id}] {source.title}"[:120],
+            {"task": "summarize", "question": self.inputs.question, "source": doc},
+            question=self.inputs.question, source=doc, max_words=SUMMARY_WORDS,
+        )
+
+    def _summaries(self, sources: list[Source]) -> list[dict[str, Any]]:
+        return [{"id": s.id, "title": s.title, "text": s.summary} for s in sources if s.summary is not None]
+
+    async def analyze(self, provider: Any, sources: list[Source]) -> dict[str, str]:
+        summaries = self._summaries(sources)
+        text = await self._ask(
+            provider, "analyze", f"analyze with {provider.model_id}",
+            {"task": "analyze", "question": self.inputs.question, "summaries": summaries},
+            question=self.inputs.question, summaries=summaries,
+        )
+        return {"model": provider.model_id, "text": text}
+
+    async def synthesize(self, sources: list[Source], analyses: list[dict[str, str]]) -> str:
+        summaries = self._summaries(sources)
+        provider = self.providers[0]
+        return await self._ask(
+            provider, "report", f"report with {provider.model_id}",
+            {"task": "report", "question": self.inputs.question, "summaries": summaries, "analyses": analyses},
+            question=self.inputs.question, summaries=summaries, analyses=analyses,
+        )
+
+    async def run(self) -> ResearchResult:
+        for provider in self.providers:
+            provider.check_ready()
+        self.progress.stage("gather", 1)
+        refs = list(self.inputs.files)
+        self.progress.advance("gather", "done")
+
+        docs = await self._each("scrape", refs, self.read, lambda ref: f"read {ref}")
+        sources: list[Source] = []
+        seen: dict[str, int] = {}
+        for ref, doc in zip(refs, docs):
+            if doc is None:
+                continue
+            digest = content_hash(doc.text)
+            if digest in seen:
+                self.notes.append(f"{ref} has the same content as [{seen[digest]}]; it is counted once.")
+                continue
+            source = Source(id=len(sources) + 1, uri=doc.uri, title=doc.title, text=doc.text,
+                            content_type=doc.content_type)
+            seen[digest] = source.id
+            sources.append(source)
+        if not sources:
+            raise UsageError("none of the sources could be read",
+                             hint="see the errors above; check the paths and URLs given")
+
+        summaries = await self._each("summarize", sources, self.summarize, lambda s: f"summarize [{s.id}] {s.uri}")
+        for source, summary in zip(sources, summaries):
+            source.summary = summary
+        if all(s.summary is None for s in sources):
+            first = next(f for f in self.failed if f["stage"] == "summarize")
+            raise ResearchError(f"every summary failed, the first with: {first['error']}",
+                                hint=f"fix that, then run: research resume {self.runtime.run_id}")
+
+        analyses = [a for a in await self._each("analyze", self.providers, lambda p: self.analyze(p, sources),
+                                                 lambda p: f"analyze with {p.model_id}") if a is not None]
+        valid = {s.id for s in sources if s.summary is not None}
+        for analysis in analyses:
+            analysis["text"], bad = citations.verify(analysis["text"], valid)
+            if bad:
+                self.notes.append(f"{analysis['model']} cited {', '.join(f'[{n}]' for n in bad)}, which name no source; "
+                                  "those citations were removed.")
+        synthesis = ""
+        if analyses:
+            (synthesis,) = await self._each("report", [None], lambda _: self.synthesize(sources, analyses),
+                                            lambda _: "report")
+            if synthesis:
+                synthesis, bad = citations.verify(synthesis, valid)
+                if bad:
+                    self.notes.append(f"The synthesis cited {', '.join(f'[{n}]' for n in bad)}, which name no source; "
+                                      "those citations were removed.")
+        return ResearchResult(
+            run_id=self.runtime.run_id or "", status="completed", question=self.inputs.question,
+            models=list(self.inputs.models), started_at=self.started_at, sources=sources,
+            failed=self.failed, analyses=analyses, synthesis=synthesis or "", notes=self.notes,
+        )
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            await provider.aclose()
+
+
+def _write_outputs(result: ResearchResult, options: ResearchOptions) -> dict[str, str]:
+    out_dir = Path(options.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for fmt in options.formats:
+            path = out_dir / f"{result.run_id}.{fmt}"
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text(render(result, fmt), encoding="utf-8")
+            tmp.replace(path)
+            paths[fmt] = str(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out_dir}: {exc.strerror or exc}",
+                         hint="pass --out with a writable directory") from exc
+    return paths
+
+
+def check_formats(formats: Iterable[str]) -> list[str]:
+    out = []
+    for fmt in formats:
+        for part in fmt.split(","):
+            part = part.strip().lower()
+            if not part:
+                continue
+            if part not in FORMATS:
+                raise UsageError(f"unknown report format {part!r}", hint=f"--format takes {', '.join(FORMATS)}")
+            if part not in out:
+                out.append(part)
+    return out or ["md"]
+
+
+async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress: Progress | None = None,
+                  normalized: bool = False) -> ResearchResult:
+    """Run (or resume) one research run and write its report; see the module docstring."""
+    if not normalized:
+        inputs = normalize_inputs(inputs)
+    options.formats = check_formats(options.formats)
+    workspace = Workspace.open(resolve_cache_dir(options.cache_dir))
+    run_id = options.run_id or new_run_id()
+    prior_cost = 0.0
+    try:
+        try:
+            prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"]
+        except UsageError:
+            prior_cost = 0.0
+        workflow_ref: list[Workflow] = []
+
+        async def gate(spec: StepSpec) -> None:
+            workflow = workflow_ref[0]
+            if workflow.fatal is not None:
+                raise workflow.fatal
+            if options.max_cost is not None and spec.kind == "llm":
+                from agent.budget import estimate
+
+                spent = prior_cost + runtime.spent_usd
+                guess = estimate(spec)
+                if spent + guess > options.max_cost:
+                    raise BudgetExceeded(
+                        f"the next call ({spec.name}) could cost up to ${guess:.4f}; ${spent:.4f} of the "
+                        f"${options.max_cost:.4f} budget is spent",
+                    )
+
+        runtime = workspace.start(run_id, question=inputs.question, inputs=inputs.to_json(),
+                                  config=options.to_json(), gate=gate)
+        run = workspace.journal.get_run(run_id)
+        started = _dt.datetime.fromtimestamp(run["started_at"], tz=_dt.timezone.utc).strftime("%Y-%m-%d")
+        token = use_runtime(runtime)
+        try:
+            workflow = Workflow(runtime, inputs, options, progress or NoProgress(), started)
+        except BaseException as exc:
+            workspace.journal.finish_run(run_id, "failed", error=redact(str(exc)))
+            reset_runtime(token)
+            raise
+        workflow_ref.append(workflow)
+        try:
+            result = await workflow.run()
+            result.totals = totals(workspace.journal.steps(run_id))
+            result.report_paths = _write_outputs(result, options)
+        except BudgetExceeded as exc:
+            workspace.journal.finish_run(run_id, "stopped", error=redact(exc.one_line()))
+            raise RunStopped(f"run {run_id} stopped before going over budget: {exc.message}", run_id=run_id,
+                             cause=exc, exit_code=BudgetExceeded.exit_code) from exc
+        except ProviderError as exc:
+            workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
+            raise RunStopped(f"run {run_id} stopped: {exc.message}", run_id=run_id, cause=exc) from exc
+        except ResearchError as exc:
+            workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
+            raise
+        except BaseException as exc:
+            workspace.journal.finish_run(run_id, "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else "failed",
+                                         error=redact(f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            reset_runtime(token)
+            await workflow.aclose()
+        workspace.journal.finish_run(run_id, "completed", report_path=result.report_paths.get("md")
+                                     or next(iter(result.report_paths.values()), None))
+        return result
+    finally:
+        workspace.close()
+
+
+def resume_inputs(cache_dir: str | None, run_id: str) -> tuple[ResearchInputs, dict[str, Any]]:
+    """The inputs and config a run was started with, to run it again under the same id."""
+    workspace = Workspace.open(resolve_cache_dir(cache_dir))
+    try:
+        run = workspace.journal.get_run(run_id)
+    finally:
+        workspace.close()
+    return ResearchInputs.from_json(run["inputs"]), run["config"]
+
+
+def result_json(result: ResearchResult) -> dict[str, Any]:
+    data = asdict(result)
+    return json.loads(json.dumps(data))
