@@ -19,6 +19,8 @@ from agent.llm import Completion, CompletionRequest, Usage
 from agent.providers.base import Provider
 
 MODELS = ("extractive",)
+#: Part of every local step key: bump it when the extractor's output changes, so old answers are not replayed.
+ENGINE_VERSION = 2
 _CITE = re.compile(r"\[(\d+)\]")
 
 
@@ -97,7 +99,7 @@ class LocalProvider(Provider):
 
     @property
     def endpoint(self) -> str:
-        return "local"
+        return f"local://{self.model}/v{ENGINE_VERSION}"
 
     async def call(self, request: CompletionRequest) -> Completion:
         # Nothing remote to retry or rate-limit.

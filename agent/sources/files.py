@@ -8,6 +8,8 @@ from agent.errors import SourceError, UsageError
 from agent.sources import Document
 from agent.sources.convert import title_from_markdown, to_text
 
+#: Part of every file read's key: bump it when the conversion to text changes.
+READER_VERSION = 1
 SUFFIX_TYPES = {
     ".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain", ".text": "text/plain",
     ".rst": "text/plain", ".html": "text/html", ".htm": "text/html", ".pdf": "application/pdf",
@@ -52,7 +54,7 @@ def expand(paths: list[str]) -> list[Path]:
 def file_fingerprint(path: Path) -> dict[str, object]:
     """What identifies a file's version cheaply, for the read step's key."""
     stat = path.stat()
-    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "reader": READER_VERSION}
 
 
 def read_file(path: Path) -> Document:
