@@ -15,8 +15,14 @@ import json
 import sys
 from typing import Any, Iterator, List, Optional
 
-import click
 import typer
+
+try:  # recent typer vendors its own click; its exceptions are the ones raised
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as click_errors
+
+_NoArgsIsHelp = getattr(click_errors, "NoArgsIsHelpError", ())
 from typing_extensions import Annotated
 
 from agent.errors import ResearchError, RunStopped, UsageError
@@ -62,7 +68,7 @@ def _edge(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         _err("interrupted; completed steps are saved, so the run can be resumed with 'research resume RUN_ID'")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (typer.Exit, click.exceptions.Exit, click.ClickException):
+    except (typer.Exit, typer.Abort, click_errors.ClickException):
         raise
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if debug:
@@ -273,13 +279,16 @@ def main() -> None:
     """Console entry point: usage errors, too, are one line."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _err("aborted")
         sys.exit(1)
-    except click.UsageError as exc:
+    except _NoArgsIsHelp as exc:  # bare `research` or `research cache`: show the help
+        sys.stdout.write(exc.ctx.get_help() + "\n")
+        sys.exit(0)
+    except click_errors.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "research"
         _err(f"{exc.format_message()} (see '{command} --help')")
         sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -101,10 +101,6 @@ class LocalProvider(Provider):
     def endpoint(self) -> str:
         return f"local://{self.model}/v{ENGINE_VERSION}"
 
-    async def call(self, request: CompletionRequest) -> Completion:
-        # Nothing remote to retry or rate-limit.
-        return await self.complete(request)
-
     async def complete(self, request: CompletionRequest) -> Completion:
         latency = float(env("RESEARCH_LOCAL_LATENCY") or 0)
         if latency > 0:

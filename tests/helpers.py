@@ -1,0 +1,38 @@
+"""Shared helpers for tests: running the CLI in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from agent.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "examples" / "corpus"
+QUESTION = "Do heat pumps work well in cold climates, and what do they cost to run?"
+
+
+def cli(*args: str):
+    """Invoke ``research`` in-process; returns click's Result (stdout and stderr apart)."""
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def cli_json(*args: str):
+    result = cli(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def research_proc(*args: str, env: dict[str, str], cwd: str | Path, **kw) -> subprocess.Popen:
+    """Start ``python -m agent ARGS`` as a real process."""
+    return subprocess.Popen([sys.executable, "-m", "agent", *map(str, args)], env=env, cwd=str(cwd),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def research_run(*args: str, env: dict[str, str], cwd: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agent", *map(str, args)], env=env, cwd=str(cwd),
+                          capture_output=True, text=True, timeout=timeout)
