@@ -86,6 +86,7 @@ class Journal:
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / "journal.sqlite3"
         self._lock = threading.Lock()
+        self._pending: list[tuple] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
@@ -99,6 +100,8 @@ class Journal:
             ) from exc
 
     def _exec(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        if self._pending:
+            self.flush()
         try:
             with self._lock:
                 return self._db.execute(sql, params)
@@ -165,13 +168,37 @@ class Journal:
         return [self.get_run(run_id) for run_id in ids]
 
     # -- events ------------------------------------------------------------------------------
-    def record(self, run_id: str, attempt: int, event: dict[str, Any]) -> None:
-        values = [event.get(f) for f in EVENT_FIELDS]
-        self._exec(
-            f"INSERT INTO events (run_id, attempt, {', '.join(EVENT_FIELDS)}, at)"
-            f" VALUES (?, ?, {', '.join('?' * len(EVENT_FIELDS))}, ?)",
-            (run_id, attempt, *values, time.time()),
-        )
+    _INSERT = (f"INSERT INTO events (run_id, attempt, {', '.join(EVENT_FIELDS)}, at)"
+               f" VALUES (?, ?, {', '.join('?' * len(EVENT_FIELDS))}, ?)")
+    #: Replay events waiting to be written together (see :meth:`record`).
+    DEFER_LIMIT = 256
+
+    def record(self, run_id: str, attempt: int, event: dict[str, Any], *, defer: bool = False) -> None:
+        """Append a step event.
+
+        Paid and failed events are committed at once: they are what a resume relies on. Replay
+        events may be ``defer``-red and written in batches (one transaction per batch keeps a replay
+        in microseconds); losing them to a kill costs nothing, since a resume replays those steps again.
+        """
+        row = (run_id, attempt, *[event.get(f) for f in EVENT_FIELDS], time.time())
+        with self._lock:
+            self._pending.append(row)
+            if defer and len(self._pending) < self.DEFER_LIMIT:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write deferred events."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            if not rows:
+                return
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(self._INSERT, rows)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write the run journal at {self.path}: {exc}") from exc
 
     def pins(self, run_id: str) -> dict[str, str]:
         """Key -> digest of every step this run completed, in any attempt."""
@@ -211,6 +238,7 @@ class Journal:
         return steps
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             self._db.close()
 

@@ -136,7 +136,7 @@ class Runtime:
             "cost_usd": 0.0 if replayed else cost,
             "saved_usd": cost if replayed else None,
             "duration_s": round(duration, 6), "error": error,
-        })
+        }, defer=replayed)
 
     def _notify(self, event: str, spec: StepSpec, result: StepResult | None, exc: BaseException | None) -> None:
         for listener in self.listeners:

@@ -1,0 +1,158 @@
+"""The web backend interface: how a page is scraped and the web searched, and which backend a run uses.
+
+A backend makes *one attempt* at a page (:meth:`WebBackend.scrape_once`) or a search
+(:meth:`WebBackend.search_once`), raising :class:`~agent.errors.SourceError` with ``retryable`` set for
+failures worth another try. Retries, the overall attempt deadline and concurrency are the shared
+policy's (:mod:`agent.providers.policy`), applied by :meth:`WebBackend.scrape` and
+:meth:`WebBackend.search`, so the built-in fetcher and Firecrawl behave alike.
+
+Firecrawl is used when ``FIRECRAWL_API_KEY`` or ``FIRECRAWL_API_URL`` is set (a self-hosted Firecrawl
+needs no key); otherwise the built-in fetcher, which cannot search. Both load on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any, AsyncContextManager, Awaitable, Callable, ClassVar, TypeVar
+
+from agent.config import Limits, env
+from agent.errors import SourceError, UsageError
+from agent.sources import Document
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """How hard a run may push the sites it reads. None of this is ever part of a key."""
+
+    timeout_s: float = 30.0  # one request, start to last byte
+    per_host: int = 4  # requests in flight to one host
+    concurrency: int = 16  # requests in flight overall
+    max_bytes: int = 20 * 1024 * 1024  # a page larger than this is refused, not truncated
+    max_redirects: int = 5
+    max_retries: int = 4
+    retry_cap_s: float = 60.0
+
+    @classmethod
+    def from_limits(cls, limits: Limits | None, **overrides: Any) -> "FetchLimits":
+        """Defaults, with the run's retry settings (they are shared with the model calls)."""
+        values: dict[str, Any] = {}
+        if limits is not None:
+            values.update(max_retries=limits.max_retries, retry_cap_s=limits.retry_cap_s)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One web search result: the page it points at, as the search engine describes it."""
+
+    url: str
+    title: str = ""
+    snippet: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SearchHit":
+        return cls(url=str(data["url"]), title=str(data.get("title") or ""), snippet=str(data.get("snippet") or ""))
+
+
+class WebBackend(ABC):
+    #: The step provider name: part of every scrape and search key.
+    name: ClassVar[str]
+    #: Whether :meth:`search_once` is implemented.
+    can_search: ClassVar[bool] = False
+
+    def __init__(self, limits: FetchLimits | None = None) -> None:
+        self.limits = limits or FetchLimits()
+        self._policy = None
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go; part of every key (another Firecrawl server may return another page)."""
+        return ""
+
+    def key_options(self) -> dict[str, Any]:
+        """The settings that change what a scrape returns (formats, reader version); part of the key."""
+        return {}
+
+    @abstractmethod
+    async def scrape_once(self, url: str) -> Document:
+        """One attempt at reading ``url``."""
+
+    async def search_once(self, query: str, limit: int) -> list[SearchHit]:
+        """One attempt at a web search."""
+        raise UsageError(f"the {self.name} backend cannot search the web",
+                         hint="set FIRECRAWL_API_KEY (or FIRECRAWL_API_URL for a self-hosted Firecrawl) to use --search")
+
+    def slot(self, url: str | None) -> AsyncContextManager[Any]:
+        """What an attempt at ``url`` (``None``: a search) holds while in flight, such as a per-host limit."""
+        return contextlib.nullcontext()
+
+    async def scrape(self, url: str) -> Document:
+        """:meth:`scrape_once` under the shared retry and concurrency policy."""
+        return await self._run(lambda: self.scrape_once(url), what=url, slot=url)
+
+    async def search(self, query: str, limit: int) -> list[SearchHit]:
+        """:meth:`search_once` under the shared retry and concurrency policy."""
+        return await self._run(lambda: self.search_once(query, limit), what=f"search {query!r}", slot=None)
+
+    async def _run(self, attempt: Callable[[], Awaitable[T]], *, what: str, slot: str | None) -> T:
+        if self._policy is None:
+            from agent.providers.policy import Policy
+
+            # The policy's own deadline is a backstop: each attempt below ends first, as a SourceError.
+            self._policy = Policy.for_provider(f"source:{self.name}", Limits(
+                concurrency=self.limits.concurrency, timeout_s=self.limits.timeout_s + 5.0,
+                max_retries=self.limits.max_retries, retry_cap_s=self.limits.retry_cap_s,
+            ))
+
+        async def bounded() -> T:
+            # Waiting for a slot is not the site's slowness, so the deadline starts once one is held.
+            async with self.slot(slot):
+                try:
+                    return await asyncio.wait_for(attempt(), timeout=self.limits.timeout_s)
+                except asyncio.TimeoutError:
+                    raise SourceError(f"{what}: no complete answer within {self.limits.timeout_s:g}s",
+                                      source=what, retryable=True) from None
+
+        return await self._policy.run(bounded, provider=self.name)
+
+    async def aclose(self) -> None:
+        """Release connections; backends holding none need not override it."""
+
+
+def firecrawl_configured() -> bool:
+    return bool(env("FIRECRAWL_API_KEY") or env("FIRECRAWL_API_URL"))
+
+
+def search_available() -> bool:
+    """Whether ``--search`` can work in this environment (checked before anything is paid)."""
+    return firecrawl_configured()
+
+
+def check_search(count: int) -> None:
+    """A :class:`UsageError` now, rather than after paid steps, if ``--search`` cannot work."""
+    if count and not search_available():
+        raise UsageError(
+            "--search needs a search backend and none is configured",
+            hint="set FIRECRAWL_API_KEY (or FIRECRAWL_API_URL for a self-hosted Firecrawl), or pass --url/--urls-file instead",
+        )
+
+
+def web_backend(limits: Limits | None = None, **overrides: Any) -> WebBackend:
+    """Firecrawl if it is configured, else the built-in fetcher; each imported only here."""
+    fetch_limits = FetchLimits.from_limits(limits, **overrides)
+    if firecrawl_configured():
+        from agent.sources.firecrawl import FirecrawlBackend
+
+        return FirecrawlBackend(limits=fetch_limits)
+    from agent.sources.web import WebFetcher
+
+    return WebFetcher(limits=fetch_limits)
