@@ -1,33 +1,50 @@
-"""The provider interface: one abstract method per vendor.
+"""The provider interface: one abstract method per vendor, and the helpers every adapter shares.
 
 A provider turns a :class:`~agent.llm.CompletionRequest` into a :class:`~agent.llm.Completion` with one
 attempt at its vendor's API, raising :class:`~agent.errors.ProviderError` (mapped once, in the adapter)
 when that fails. Retries, timeouts and concurrency are not its business: :meth:`Provider.call` wraps
 every provider in the same policy (see :mod:`agent.providers.policy`).
+
+The helpers below keep the adapters uniform: :func:`http_error` decides, from a status code alone,
+whether a failure is fatal, retryable or final, and :func:`parse_retry_after` reads the server's wait
+from the same headers whichever vendor sent them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import json
+import re
+import time
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
 
 from agent.config import Limits, env
-from agent.errors import MissingKeyError
+from agent.errors import AuthError, MissingKeyError, ProviderError
 from agent.llm import Completion, CompletionRequest
+from agent.secrets import redact
+
+C = TypeVar("C")
+
+#: Statuses worth the same request again later: timeouts, conflicts, rate limits, server trouble.
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+_MESSAGE_LIMIT = 240
 
 
 class Provider(ABC):
     #: The prefix of model ids for this provider (``openai`` in ``openai:gpt-4o-mini``).
     name: ClassVar[str]
-    #: Environment variables that may hold the key, in order of preference; the first is named in errors.
+    #: Environment variables that may hold the key; the first is the one named when none is set.
     key_variables: ClassVar[tuple[str, ...]] = ()
+    #: The order they are read in, when it differs (the vendor's SDK decides which wins if both are set).
+    key_lookup: ClassVar[tuple[str, ...] | None] = None
     #: Whether the key may be absent (local servers need none).
     key_optional: ClassVar[bool] = False
 
     def __init__(self, model: str, *, limits: Limits | None = None) -> None:
         self.model = model
         self.limits = limits or Limits()
-        self._policy = None
 
     @property
     def model_id(self) -> str:
@@ -38,12 +55,16 @@ class Provider(ABC):
         """The base URL calls go to; part of every step key (same model name, other server, other model)."""
         return ""
 
+    def key_variable(self) -> str | None:
+        """The variable the key is read from: the one set, else the one to name in errors."""
+        for variable in self.key_lookup or self.key_variables:
+            if env(variable):
+                return variable
+        return self.key_variables[0] if self.key_variables else None
+
     def api_key(self) -> str | None:
-        for variable in self.key_variables:
-            value = env(variable)
-            if value:
-                return value
-        return None
+        variable = self.key_variable()
+        return env(variable) if variable else None
 
     def check_ready(self) -> None:
         """Raise :class:`MissingKeyError` before any paid call if this provider cannot be called."""
@@ -56,11 +77,171 @@ class Provider(ABC):
 
     async def call(self, request: CompletionRequest) -> Completion:
         """:meth:`complete` under the shared retry, timeout and concurrency policy."""
-        if self._policy is None:
-            from agent.providers.policy import Policy
+        from agent.providers.policy import Policy
 
-            self._policy = Policy.for_provider(self.name, self.limits)
-        return await self._policy.run(lambda: self.complete(request), provider=self.name)
+        # Looked up on every call, not kept: a policy's semaphore belongs to one event loop, and the
+        # same provider object may be used from several (a notebook, a benchmark, repeated runs).
+        policy = Policy.for_provider(self.name, self.limits)
+        return await policy.run(lambda: self.complete(request), provider=self.name)
 
     async def aclose(self) -> None:
         """Release clients; providers with none need not override it."""
+
+    # -- helpers for adapters ----------------------------------------------------------------
+    def sdk_timeout(self) -> float:
+        """The SDK's own per-request timeout: a little above the policy's, which should fire first."""
+        return self.limits.timeout_s * 1.1 + 1.0
+
+
+class LoopClient(Generic[C]):
+    """An SDK client made on first use and remade if used from another event loop.
+
+    Async HTTP clients pool connections that belong to the loop they were opened in; reusing one
+    from a second ``asyncio.run`` fails in confusing ways, so each loop gets its own.
+    """
+
+    def __init__(self, make: Callable[[], C], close: Callable[[C], Any]) -> None:
+        self._make = make
+        self._close = close
+        self._client: C | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> C:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = self._make()
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, loop = self._client, self._loop
+        self._client = self._loop = None
+        if client is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # a client from a finished loop cannot be closed from this one
+            await self._close(client)
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, else ``Retry-After`` as seconds or a date."""
+    if not headers:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def one_line(text: Any, limit: int = _MESSAGE_LIMIT) -> str:
+    """A vendor's error text made safe to print: keys masked, whitespace collapsed, length capped."""
+    text = " ".join(redact(str(text or "")).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def body_message(body: Any) -> str:
+    """The human part of a vendor's error body (``{"error": {"message": ...}}`` and its cousins)."""
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return str(body)
+    if isinstance(body, list) and len(body) == 1:
+        body = body[0]
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+            return inner["message"]
+        if isinstance(inner, str):
+            return inner
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return "" if body is None else str(body)
+
+
+def http_error(
+    provider: Provider,
+    status: int,
+    message: str = "",
+    *,
+    headers: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The project's error for an HTTP failure, the same rules for every vendor.
+
+    401/403 reject the key: fatal, never retried. 408/409/429 and 5xx are worth retrying, after the
+    server's ``Retry-After`` when it gives one. Anything else (400, 404, 422) will fail the same way
+    again, so it is final, with the vendor's own words (an unknown model, a prompt too long).
+    """
+    if status in (401, 403):
+        return AuthError(provider.name, provider.key_variable() or "the API key", status)
+    detail = one_line(message)
+    if retry_after is None:
+        retry_after = parse_retry_after(headers)
+    if status == 429:
+        return ProviderError(
+            f"{provider.model_id} was rate-limited (HTTP 429)" + (f": {detail}" if detail else ""),
+            provider=provider.name, status=status, retryable=True, retry_after=retry_after,
+            hint="lower --concurrency or set RESEARCH_RPM",
+        )
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return ProviderError(
+            f"{provider.model_id} failed with HTTP {status}" + (f": {detail}" if detail else ""),
+            provider=provider.name, status=status, retryable=True, retry_after=retry_after,
+        )
+    hint = None
+    if status == 404:
+        hint = f"check the model name {provider.model!r} and the endpoint {provider.endpoint}"
+    return ProviderError(
+        f"{provider.model_id} refused the request (HTTP {status})" + (f": {detail}" if detail else ""),
+        provider=provider.name, status=status, retryable=False, hint=hint,
+    )
+
+
+def transport_error(provider: Provider, exc: BaseException, *, timed_out: bool = False) -> ProviderError:
+    """A call that got no HTTP answer (timeout, refused or dropped connection): always worth a retry."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    if timed_out:
+        message = f"{provider.model_id} timed out"
+    else:
+        message = f"{provider.model_id} could not be reached at {provider.endpoint}"
+    return ProviderError(f"{message} ({one_line(what, 160)})", provider=provider.name, retryable=True)
+
+
+def empty_answer(provider: Provider, reason: str) -> ProviderError:
+    """A 200 with no text in it: not stored (it would be replayed forever), and not retried."""
+    return ProviderError(f"{provider.model_id} returned no text (finish reason: {reason or 'unknown'})",
+                         provider=provider.name, retryable=False,
+                         hint="raise the output limit or change the prompt")
+
+
+def normalize_url(url: str) -> str:
+    """A base URL as it goes into step keys: no trailing slash, so ``/v1`` and ``/v1/`` are one server."""
+    return url.strip().rstrip("/")
+
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def with_scheme(url: str) -> str:
+    return url if _SCHEME.match(url) else f"http://{url}"

@@ -97,13 +97,17 @@ class WebBackend(ABC):
 
     async def scrape(self, url: str) -> Document:
         """:meth:`scrape_once` under the shared retry and concurrency policy."""
-        return await self._run(lambda: self.scrape_once(url), what=url, slot=url)
+        # The slot is held across retries: backing off a struggling host should not free a place for
+        # another request to it.
+        async with self.slot(url):
+            return await self._run(lambda: self.scrape_once(url), what=url)
 
     async def search(self, query: str, limit: int) -> list[SearchHit]:
         """:meth:`search_once` under the shared retry and concurrency policy."""
-        return await self._run(lambda: self.search_once(query, limit), what=f"search {query!r}", slot=None)
+        async with self.slot(None):
+            return await self._run(lambda: self.search_once(query, limit), what=f"search {query!r}")
 
-    async def _run(self, attempt: Callable[[], Awaitable[T]], *, what: str, slot: str | None) -> T:
+    async def _run(self, attempt: Callable[[], Awaitable[T]], *, what: str) -> T:
         if self._policy is None:
             from agent.providers.policy import Policy
 
@@ -114,13 +118,11 @@ class WebBackend(ABC):
             ))
 
         async def bounded() -> T:
-            # Waiting for a slot is not the site's slowness, so the deadline starts once one is held.
-            async with self.slot(slot):
-                try:
-                    return await asyncio.wait_for(attempt(), timeout=self.limits.timeout_s)
-                except asyncio.TimeoutError:
-                    raise SourceError(f"{what}: no complete answer within {self.limits.timeout_s:g}s",
-                                      source=what, retryable=True) from None
+            try:
+                return await asyncio.wait_for(attempt(), timeout=self.limits.timeout_s)
+            except asyncio.TimeoutError:
+                raise SourceError(f"{what}: no complete answer within {self.limits.timeout_s:g}s",
+                                  source=what, retryable=True) from None
 
         return await self._policy.run(bounded, provider=self.name)
 

@@ -1,0 +1,110 @@
+"""``anthropic:MODEL``: Claude through the official async Anthropic SDK (the Messages API).
+
+Configuration is the SDK's own: ``ANTHROPIC_API_KEY`` (required) and ``ANTHROPIC_BASE_URL`` (default
+``https://api.anthropic.com``), read here, through ``.env`` too, and handed to the client explicitly.
+The SDK's retries are off; :mod:`agent.providers.policy` owns them. SDK errors are mapped in
+:func:`_map_error`, and only there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+
+from agent.config import env
+from agent.errors import ProviderError
+from agent.llm import Completion, CompletionRequest, Usage
+from agent.providers.base import (
+    LoopClient,
+    Provider,
+    body_message,
+    empty_answer,
+    http_error,
+    normalize_url,
+    one_line,
+    transport_error,
+)
+
+ANTHROPIC_URL = "https://api.anthropic.com"
+
+
+class AnthropicProvider(Provider):
+    name = "anthropic"
+    key_variables = ("ANTHROPIC_API_KEY",)
+
+    def __init__(self, model: str, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._client: LoopClient[anthropic.AsyncAnthropic] = LoopClient(self._make_client, lambda c: c.close())
+
+    @property
+    def endpoint(self) -> str:
+        return normalize_url(env("ANTHROPIC_BASE_URL") or ANTHROPIC_URL)
+
+    def _make_client(self) -> anthropic.AsyncAnthropic:
+        # An explicit key also stops the SDK from looking for profiles or federation settings on disk.
+        return anthropic.AsyncAnthropic(
+            api_key=self.api_key(),
+            base_url=self.endpoint,
+            max_retries=0,
+            timeout=self.sdk_timeout(),
+        )
+
+    def _params(self, request: CompletionRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if request.system:
+            params["system"] = request.system
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        return params
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        client = self._client.get()
+        try:
+            message = await client.messages.create(**self._params(request))
+        except anthropic.AnthropicError as exc:
+            raise _map_error(self, exc) from exc
+        text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
+        reason = message.stop_reason or ""
+        if not text.strip():
+            raise empty_answer(self, reason)
+        return Completion(text=text, usage=_usage(message.usage), model=message.model or self.model,
+                          finish_reason=reason)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _usage(usage: Any) -> Usage:
+    """Anthropic counts cache reads and writes apart from ``input_tokens``; the project counts all input.
+
+    Cache writes are priced as plain input (they cost a quarter more), so such calls are a little under.
+    """
+    if usage is None:
+        return Usage()
+    read = usage.cache_read_input_tokens or 0
+    written = usage.cache_creation_input_tokens or 0
+    details = getattr(usage, "output_tokens_details", None)
+    return Usage(
+        input_tokens=(usage.input_tokens or 0) + read + written,
+        output_tokens=usage.output_tokens or 0,
+        cached_tokens=read,
+        reasoning_tokens=(getattr(details, "thinking_tokens", None) or 0) if details else 0,
+    )
+
+
+def _map_error(provider: AnthropicProvider, exc: anthropic.AnthropicError) -> ProviderError:
+    """Every Anthropic SDK failure as the project's error: the one place this adapter maps them."""
+    if isinstance(exc, anthropic.APITimeoutError):
+        return transport_error(provider, exc, timed_out=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return transport_error(provider, exc)
+    if isinstance(exc, anthropic.APIStatusError):
+        message = getattr(exc, "api_message", None) or body_message(exc.body) or exc.message
+        return http_error(provider, exc.status_code, message, headers=exc.response.headers)
+    return ProviderError(f"{provider.model_id} failed: {one_line(f'{type(exc).__name__}: {exc}')}",
+                         provider=provider.name)

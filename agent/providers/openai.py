@@ -1,0 +1,182 @@
+"""``openai:``, ``openai-compatible:`` and ``ollama:`` models, through the official async OpenAI SDK.
+
+All three speak Chat Completions, which OpenAI and nearly every compatible server (vLLM, LM Studio,
+llama.cpp, Ollama's ``/v1``) accept. They differ in where they point and whether a key is needed:
+
+- ``openai:MODEL``: ``OPENAI_API_KEY`` (required), ``OPENAI_BASE_URL`` (default ``https://api.openai.com/v1``);
+- ``openai-compatible:MODEL``: ``OPENAI_BASE_URL`` (required), ``OPENAI_API_KEY`` if the server wants one;
+- ``ollama:MODEL``: ``OLLAMA_HOST`` (default ``http://localhost:11434``) plus ``/v1``, no key.
+
+The SDK's own retries are off (``max_retries=0``): :mod:`agent.providers.policy` retries every vendor
+the same way. SDK errors are mapped to the project's in :func:`_map_error`, and only there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+from agent.config import env
+from agent.errors import ProviderError, UsageError
+from agent.llm import Completion, CompletionRequest, Usage
+from agent.providers.base import (
+    LoopClient,
+    Provider,
+    body_message,
+    empty_answer,
+    http_error,
+    normalize_url,
+    one_line,
+    transport_error,
+    with_scheme,
+)
+
+OPENAI_URL = "https://api.openai.com/v1"
+OLLAMA_URL = "http://localhost:11434"
+# Sent as the bearer token to servers that want none: the SDK insists on some Authorization header.
+_NO_KEY = "no-key"
+# OpenAI's reasoning models reject `temperature` other than the default, and count `max_tokens`
+# differently; other servers may not know `max_completion_tokens` at all.
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+    key_variables = ("OPENAI_API_KEY",)
+
+    def __init__(self, model: str, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._client: LoopClient[openai.AsyncOpenAI] = LoopClient(self._make_client, lambda c: c.close())
+
+    @property
+    def endpoint(self) -> str:
+        return normalize_url(env("OPENAI_BASE_URL") or OPENAI_URL)
+
+    def _make_client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=self.api_key() or _NO_KEY,
+            base_url=self.endpoint,
+            max_retries=0,
+            timeout=self.sdk_timeout(),
+        )
+
+    def _params(self, request: CompletionRequest) -> dict[str, Any]:
+        messages = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": request.prompt})
+        params: dict[str, Any] = {"model": self.model, "messages": messages}
+        reasoning = self.name == "openai" and self.model.startswith(_REASONING_PREFIXES)
+        if self.name == "openai":
+            params["max_completion_tokens"] = request.max_tokens
+        else:
+            params["max_tokens"] = request.max_tokens
+        if request.temperature is not None and not reasoning:
+            params["temperature"] = request.temperature
+        return params
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        client = self._client.get()
+        try:
+            response = await client.chat.completions.create(**self._params(request))
+        except openai.OpenAIError as exc:
+            raise _map_error(self, exc) from exc
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "") if choice is not None else ""
+        reason = (choice.finish_reason or "") if choice is not None else ""
+        if not text.strip():
+            refusal = getattr(choice.message, "refusal", None) if choice is not None else None
+            raise empty_answer(self, "refusal" if refusal else reason)
+        return Completion(text=text, usage=_usage(response.usage), model=response.model or self.model,
+                          finish_reason=reason)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class OpenAICompatibleProvider(OpenAIProvider):
+    """Any server that speaks OpenAI's Chat Completions at ``OPENAI_BASE_URL``; the key is optional."""
+
+    name = "openai-compatible"
+    key_optional = True
+
+    @property
+    def endpoint(self) -> str:
+        url = env("OPENAI_BASE_URL")
+        if not url:
+            raise UsageError(
+                f"--model {self.model_id} needs OPENAI_BASE_URL, the server's base URL",
+                hint="export OPENAI_BASE_URL=http://host:port/v1 (and OPENAI_API_KEY if it wants a key)",
+            )
+        return normalize_url(url)
+
+    def check_ready(self) -> None:
+        _ = self.endpoint  # raises the UsageError before anything runs
+        super().check_ready()
+
+
+class OllamaProvider(OpenAIProvider):
+    """A local Ollama server, through its OpenAI-compatible ``/v1`` API; no key."""
+
+    name = "ollama"
+    key_variables = ()
+
+    @property
+    def endpoint(self) -> str:
+        return ollama_base_url(env("OLLAMA_HOST") or OLLAMA_URL)
+
+    def key_variable(self) -> str | None:
+        # Ollama has no key; a 401 means OLLAMA_HOST points at something else, so that is what to check.
+        return "OLLAMA_HOST"
+
+    def api_key(self) -> str | None:
+        return None
+
+
+def ollama_base_url(host: str) -> str:
+    """``OLLAMA_HOST`` as Ollama reads it (``host``, ``host:port`` or a URL) plus the ``/v1`` path."""
+    parts = urlsplit(with_scheme(host.strip()))
+    netloc = parts.netloc
+    if parts.port is None and parts.scheme == "http":
+        netloc = f"{netloc}:11434"
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _usage(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cached_tokens=(getattr(prompt_details, "cached_tokens", None) or 0) if prompt_details else 0,
+        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0) if completion_details else 0,
+    )
+
+
+def _map_error(provider: OpenAIProvider, exc: openai.OpenAIError) -> ProviderError:
+    """Every OpenAI SDK failure as the project's error: the one place this adapter maps them."""
+    if isinstance(exc, openai.APITimeoutError):
+        return transport_error(provider, exc, timed_out=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return transport_error(provider, exc)
+    if isinstance(exc, openai.APIStatusError):
+        code = getattr(exc, "code", None)
+        if exc.status_code == 429 and code == "insufficient_quota":
+            # Out of credit, not rate-limited: every call would fail the same way until someone pays.
+            return ProviderError(f"{provider.model_id}: the account is out of quota (HTTP 429)",
+                                 provider=provider.name, status=429, fatal=True,
+                                 hint="add credit to the account, then resume the run")
+        return http_error(provider, exc.status_code, body_message(exc.body) or exc.message,
+                          headers=exc.response.headers)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return ProviderError(f"{provider.model_id} sent a response that is not a chat completion",
+                             provider=provider.name, status=exc.status_code, retryable=True)
+    return ProviderError(f"{provider.model_id} failed: {one_line(f'{type(exc).__name__}: {exc}')}",
+                         provider=provider.name)

@@ -1,0 +1,226 @@
+"""The built-in web fetcher: pages read over HTTP with httpx, reduced to their main content.
+
+Used when no Firecrawl is configured. A page is streamed within the run's limits (a deadline, a size
+cap, a redirect cap, a few requests in flight per host), checked against a content-type allow list,
+and converted by :func:`agent.sources.convert.to_text`: HTML to the article's Markdown (navigation,
+footers and cookie banners never reach a model), PDFs to their text, recognised by content type *or*
+by their ``%PDF-`` signature, since servers often send them as ``application/octet-stream`` at URLs
+without a ``.pdf``. Every failure is a :class:`~agent.errors.SourceError` saying why, and marked
+retryable when waiting might help (429, 5xx, timeouts, dropped connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import socket
+import ssl
+import time
+from typing import Any, AsyncContextManager, Iterator
+from urllib.parse import urlsplit
+
+import httpx
+
+from agent.errors import SourceError
+from agent.sources import Document
+from agent.sources.backend import FetchLimits, WebBackend
+from agent.sources.convert import HTML_TYPES, PDF_TYPES, title_from_markdown, to_text
+
+#: Part of every page read's key: bump it when the conversion of pages to text changes.
+READER_VERSION = 1
+USER_AGENT = "durable-research/0.1 (+research CLI)"
+TEXT_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
+ALLOWED_TYPES = HTML_TYPES + TEXT_TYPES + PDF_TYPES
+#: Types servers give PDFs (and anything else) they will not name; the body's signature decides.
+SNIFF_TYPES = ("", "application/octet-stream", "binary/octet-stream", "application/x-pdf",
+               "application/download", "application/force-download", "application/x-download")
+_ACCEPT = "text/html,application/xhtml+xml,application/pdf;q=0.9,text/markdown;q=0.9,text/plain;q=0.8,*/*;q=0.1"
+_REASONS = {
+    401: "needs a login", 403: "access denied", 404: "not found", 410: "gone", 429: "rate limited",
+    451: "unavailable for legal reasons",
+}
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _root_causes(exc: BaseException) -> Iterator[BaseException]:
+    seen = 0
+    while exc is not None and seen < 10:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+
+
+def _describe_connect_error(exc: BaseException) -> tuple[str, bool]:
+    """Why a connection could not be made, and whether trying again might help."""
+    for cause in _root_causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return "the host name could not be resolved (DNS failure)", False
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"its TLS certificate is not valid ({cause.verify_message or cause.reason})", False
+        if isinstance(cause, ssl.SSLError):
+            return f"the TLS handshake failed ({cause.reason or cause})", False
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused (nothing listening there)", False
+    text = str(exc).lower()
+    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return "the host name could not be resolved (DNS failure)", False
+    if "ssl" in text or "certificate" in text or "tls" in text:
+        return f"the TLS handshake failed ({exc})", False
+    if "refused" in text:
+        return "the connection was refused (nothing listening there)", False
+    return f"could not connect ({exc or type(exc).__name__})", True
+
+
+@contextlib.contextmanager
+def map_httpx_errors(url: str, limits: FetchLimits) -> Iterator[None]:
+    """httpx's exceptions as :class:`SourceError`, in this one place."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise SourceError(f"{url}: timed out after {limits.timeout_s:g}s ({type(exc).__name__})",
+                          source=url, retryable=True) from exc
+    except httpx.TooManyRedirects as exc:
+        raise SourceError(f"{url}: too many redirects (more than {limits.max_redirects})", source=url) from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise SourceError(f"{url}: redirected to a URL that is not http or https ({exc})", source=url) from exc
+    except httpx.ConnectError as exc:
+        reason, retryable = _describe_connect_error(exc)
+        raise SourceError(f"{url}: {reason}", source=url, retryable=retryable) from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
+        raise SourceError(f"{url}: the connection dropped before the page was complete ({exc or type(exc).__name__})",
+                          source=url, retryable=True) from exc
+    except httpx.InvalidURL as exc:
+        raise SourceError(f"{url}: not a valid URL ({exc})", source=url) from exc
+    except httpx.HTTPError as exc:
+        raise SourceError(f"{url}: {type(exc).__name__}: {exc}", source=url, retryable=True) from exc
+
+
+def _status_error(url: str, response: httpx.Response) -> SourceError:
+    status = response.status_code
+    reason = _REASONS.get(status) or response.reason_phrase or "error"
+    retryable = status in (408, 425, 429) or status >= 500
+    return SourceError(
+        f"{url}: HTTP {status} {reason}".rstrip(), source=url, status=status, retryable=retryable,
+        retry_after=retry_after_seconds(response.headers.get("retry-after")) if retryable else None,
+    )
+
+
+def _media_type(response: httpx.Response) -> tuple[str, str | None]:
+    """The response's media type (lowercase, no parameters) and its charset, if any."""
+    raw = response.headers.get("content-type", "")
+    mtype, _, params = raw.partition(";")
+    charset = None
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"').lower()
+    return mtype.strip().lower(), charset
+
+
+class WebFetcher(WebBackend):
+    """Pages over HTTP(S), one attempt per :meth:`scrape_once`; see the module docstring."""
+
+    name = "web"
+    can_search = False
+
+    def __init__(self, limits: FetchLimits | None = None) -> None:
+        super().__init__(limits)
+        self._client: httpx.AsyncClient | None = None
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    def key_options(self) -> dict[str, Any]:
+        return {"reader": READER_VERSION}
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                follow_redirects=True,
+                max_redirects=self.limits.max_redirects,
+                timeout=httpx.Timeout(self.limits.timeout_s),
+                headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
+                limits=httpx.Limits(max_connections=max(self.limits.concurrency, self.limits.per_host)),
+            )
+        return self._client
+
+    def slot(self, url: str | None) -> AsyncContextManager[Any]:
+        host = (urlsplit(url or "").netloc or "").lower()
+        if host not in self._hosts:
+            self._hosts[host] = asyncio.Semaphore(max(1, self.limits.per_host))
+        return self._hosts[host]
+
+    async def scrape_once(self, url: str) -> Document:
+        with map_httpx_errors(url, self.limits):
+            async with self._http().stream("GET", url) as response:
+                if response.status_code >= 400:
+                    raise _status_error(url, response)
+                mtype, charset = _media_type(response)
+                if mtype not in ALLOWED_TYPES and mtype not in SNIFF_TYPES:
+                    raise SourceError(f"{url}: unsupported content type {mtype}", source=url)
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.limits.max_bytes:
+                    raise self._too_large(url, int(declared))
+                data = await self._read(url, response)
+        return self._document(url, data, mtype, charset)
+
+    async def _read(self, url: str, response: httpx.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.limits.max_bytes:
+                # Stop here rather than read the rest: a huge page costs memory and time for nothing.
+                raise self._too_large(url, None)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, url: str, size: int | None) -> SourceError:
+        limit = f"{self.limits.max_bytes / 1024 / 1024:g} MB"
+        got = f" ({size / 1024 / 1024:.1f} MB)" if size is not None else ""
+        return SourceError(f"{url}: the page is larger than the {limit} limit{got}", source=url)
+
+    def _document(self, url: str, data: bytes, mtype: str, charset: str | None) -> Document:
+        if not data.strip():
+            raise SourceError(f"{url}: the page is empty", source=url)
+        is_pdf = data[:5] == b"%PDF-"
+        if mtype in SNIFF_TYPES and not is_pdf:
+            raise SourceError(f"{url}: unsupported content type {mtype or '(none)'} (not a PDF)", source=url)
+        if mtype in TEXT_TYPES and charset and not is_pdf:
+            # convert.to_text guesses UTF-8 then Latin-1; a declared charset is better than a guess.
+            try:
+                data = data.decode(charset).encode("utf-8")
+            except (LookupError, UnicodeDecodeError):
+                pass
+        ctype = "application/pdf" if is_pdf else mtype
+        text, title = to_text(data, ctype, url)
+        text = text.strip()
+        if not text:
+            raise SourceError(f"{url}: no readable text on the page", source=url)
+        parts = urlsplit(url)
+        fallback = (parts.netloc + parts.path).rstrip("/") or url
+        if is_pdf:
+            content_type = "application/pdf"
+        else:
+            content_type = "text/markdown" if mtype in HTML_TYPES else (mtype or "text/plain")
+        return Document(uri=url, title=title or title_from_markdown(text, fallback), text=text,
+                        content_type=content_type)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
