@@ -19,6 +19,7 @@ from agent.journal import Journal
 from agent.keys import canonical_json, step_key
 from agent.llm import Completion, CompletionRequest, Usage
 from agent.providers import Provider, get_provider, parse_model_id
+from agent.research import Research, ResearchReport
 from agent.steps import Paid, Runtime, StepResult, StepSpec
 from agent.store import Store
 
@@ -34,7 +35,9 @@ __all__ = [
     "Paid",
     "Provider",
     "ProviderError",
+    "Research",
     "ResearchError",
+    "ResearchReport",
     "RunStopped",
     "Runtime",
     "SourceError",

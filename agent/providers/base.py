@@ -219,7 +219,7 @@ def http_error(
 
 def transport_error(provider: Provider, exc: BaseException, *, timed_out: bool = False) -> ProviderError:
     """A call that got no HTTP answer (timeout, refused or dropped connection): always worth a retry."""
-    cause = exc.__cause__ or exc.__context__ or exc
+    cause = exc.__cause__ or exc  # SDKs wrap the HTTP library's error; its name says what happened
     what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
     if timed_out:
         message = f"{provider.model_id} timed out"

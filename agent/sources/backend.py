@@ -25,6 +25,13 @@ from agent.sources import Document
 T = TypeVar("T")
 
 
+class SourceAuthError(SourceError):
+    """The web backend refused the account itself (a rejected key, no credits): every other call would
+    fail the same way, so the run stops (resumably) instead of failing each source in turn."""
+
+    fatal = True
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     """How hard a run may push the sites it reads. None of this is ever part of a key."""
@@ -148,13 +155,16 @@ def check_search(count: int) -> None:
         )
 
 
-def web_backend(limits: Limits | None = None, **overrides: Any) -> WebBackend:
-    """Firecrawl if it is configured, else the built-in fetcher; each imported only here."""
+def web_backend(limits: Limits | None = None, *, max_age: float | None = None, **overrides: Any) -> WebBackend:
+    """Firecrawl if it is configured, else the built-in fetcher; each imported only here.
+
+    ``max_age`` is the run's freshness wish, passed on to backends that keep their own page cache.
+    """
     fetch_limits = FetchLimits.from_limits(limits, **overrides)
     if firecrawl_configured():
         from agent.sources.firecrawl import FirecrawlBackend
 
-        return FirecrawlBackend(limits=fetch_limits)
+        return FirecrawlBackend(limits=fetch_limits, max_age=max_age)
     from agent.sources.web import WebFetcher
 
     return WebFetcher(limits=fetch_limits)

@@ -1,0 +1,164 @@
+"""``gemini:MODEL``: Gemini through the official Google Gen AI SDK's async client (``client.aio``).
+
+Configuration is the SDK's own: ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` (the SDK prefers the latter
+when both are set, and so do we; errors name ``GEMINI_API_KEY``), and ``GOOGLE_GEMINI_BASE_URL``
+(default ``https://generativelanguage.googleapis.com``). Always the Gemini Developer API, never Vertex,
+whatever ``GOOGLE_GENAI_USE_VERTEXAI`` says: Vertex needs cloud credentials this project does not manage.
+
+Retries are off in the SDK (one attempt, and no ``HttpRetryOptions`` left unset: unset, the SDK's
+aiohttp path quietly retries dropped connections after sleeping 1-10 s); :mod:`agent.providers.policy`
+owns them. SDK and transport errors are mapped in :func:`_map_error`, and only there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from typing import Any
+
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+from agent.config import env
+from agent.errors import ProviderError
+from agent.llm import Completion, CompletionRequest, Usage
+from agent.providers.base import (
+    LoopClient,
+    Provider,
+    empty_answer,
+    http_error,
+    normalize_url,
+    one_line,
+    transport_error,
+)
+
+GEMINI_URL = "https://generativelanguage.googleapis.com"
+_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def _transport_classes() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning "no HTTP answer", from whichever HTTP library the SDK picked (aiohttp or httpx)."""
+    classes: list[type[BaseException]] = [OSError, TimeoutError]
+    for module, name in (("aiohttp", "ClientError"), ("httpx", "TransportError"), ("httpx2", "TransportError")):
+        try:
+            classes.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(classes)
+
+
+_TRANSPORT = _transport_classes()
+
+
+class GeminiProvider(Provider):
+    name = "gemini"
+    key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    key_lookup = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+    def __init__(self, model: str, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._client: LoopClient[genai.Client] = LoopClient(self._make_client, _close)
+
+    @property
+    def endpoint(self) -> str:
+        return normalize_url(env("GOOGLE_GEMINI_BASE_URL") or GEMINI_URL)
+
+    def _make_client(self) -> genai.Client:
+        options = genai_types.HttpOptions(
+            base_url=self.endpoint,
+            timeout=int(self.sdk_timeout() * 1000),  # milliseconds
+            retry_options=genai_types.HttpRetryOptions(attempts=1),
+        )
+        return genai.Client(api_key=self.api_key(), vertexai=False, http_options=options)
+
+    def _config(self, request: CompletionRequest) -> genai_types.GenerateContentConfig:
+        values: dict[str, Any] = {"max_output_tokens": request.max_tokens}
+        if request.system:
+            values["system_instruction"] = request.system
+        if request.temperature is not None:
+            values["temperature"] = request.temperature
+        return genai_types.GenerateContentConfig(**values)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        client = self._client.get()
+        try:
+            response = await client.aio.models.generate_content(
+                model=self.model, contents=request.prompt, config=self._config(request))
+        except genai_errors.APIError as exc:
+            raise _map_error(self, exc) from exc
+        except _TRANSPORT as exc:
+            raise _map_error(self, exc) from exc
+        candidate = response.candidates[0] if response.candidates else None
+        parts = (candidate.content.parts or []) if candidate is not None and candidate.content else []
+        # Thought summaries are not the answer.
+        text = "".join(part.text for part in parts if part.text and not part.thought)
+        reason = _finish_reason(response, candidate)
+        if not text.strip():
+            raise empty_answer(self, reason)
+        return Completion(text=text, usage=_usage(response.usage_metadata),
+                          model=response.model_version or self.model, finish_reason=reason)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+async def _close(client: genai.Client) -> None:
+    await client.aio.aclose()
+    client.close()  # the sync half the SDK opens alongside
+
+
+def _finish_reason(response: Any, candidate: Any) -> str:
+    if candidate is not None and candidate.finish_reason is not None:
+        reason = candidate.finish_reason
+        return str(getattr(reason, "value", reason)).lower()
+    feedback = getattr(response, "prompt_feedback", None)
+    if feedback is not None and feedback.block_reason is not None:
+        return f"blocked: {getattr(feedback.block_reason, 'value', feedback.block_reason)}"
+    return ""
+
+
+def _usage(meta: Any) -> Usage:
+    """Gemini bills thinking as output, so thoughts count into output and are reported as reasoning."""
+    if meta is None:
+        return Usage()
+    thoughts = meta.thoughts_token_count or 0
+    return Usage(
+        input_tokens=meta.prompt_token_count or 0,
+        output_tokens=(meta.candidates_token_count or 0) + thoughts,
+        cached_tokens=meta.cached_content_token_count or 0,
+        reasoning_tokens=thoughts,
+    )
+
+
+def _retry_delay(details: Any) -> float | None:
+    """The ``google.rpc.RetryInfo`` delay Gemini puts in a 429's body (``"retryDelay": "13s"``)."""
+    error = details.get("error", details) if isinstance(details, dict) else None
+    for item in (error or {}).get("details") or []:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
+            match = _DELAY.match(str(item.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def _map_error(provider: GeminiProvider, exc: BaseException) -> ProviderError:
+    """Every Gemini SDK or transport failure as the project's error: the one place this adapter maps them."""
+    if isinstance(exc, genai_errors.APIError):
+        status = int(exc.code or 0)
+        message = exc.message or exc.status or ""
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT, not 401: it is still a rejected key.
+        if status == 400 and ("API_KEY_INVALID" in json.dumps(exc.details, default=str)
+                              or "API key not valid" in str(message)):
+            status = 401
+        headers = getattr(exc.response, "headers", None)
+        retry_after = None
+        if status == 429 and not (headers and (headers.get("retry-after") or headers.get("retry-after-ms"))):
+            retry_after = _retry_delay(exc.details)
+        return http_error(provider, status, message, headers=headers, retry_after=retry_after)
+    if isinstance(exc, _TRANSPORT):
+        timed_out = isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+        return transport_error(provider, exc, timed_out=timed_out)
+    return ProviderError(f"{provider.model_id} failed: {one_line(f'{type(exc).__name__}: {exc}')}",
+                         provider=provider.name)

@@ -1,0 +1,116 @@
+"""``Research``: the notebook surface.
+
+    from agent import Research
+
+    r = Research(cache_dir="cache", models=["local:extractive"])
+    report = r.run("What do we know about X?", files=["notes/"])
+    report            # renders as Markdown in Jupyter
+    report.cost_usd, report.saved_usd, report.sources
+
+``run`` is synchronous and also works where an event loop is already running (Jupyter): it then runs
+the research on a private loop in a worker thread. ``await r.arun(...)`` is the native async form.
+Errors are raised as the project's exceptions (``agent.UsageError`` and friends), not printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from agent.config import env
+
+
+@dataclass
+class ResearchReport:
+    """What a run produced: the report text and paths, its sources and what it cost."""
+
+    run_id: str
+    status: str
+    question: str
+    markdown: str
+    report_paths: dict[str, str]
+    sources: list[dict[str, Any]]
+    analyses: list[dict[str, str]]
+    failed: list[dict[str, str]]
+    totals: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float:
+        return self.totals.get("cost_usd", 0.0)
+
+    @property
+    def saved_usd(self) -> float:
+        return self.totals.get("saved_usd", 0.0)
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+    def __str__(self) -> str:
+        return self.markdown
+
+
+class Research:
+    """Research runs from Python, on a cache directory shared with the CLI."""
+
+    def __init__(
+        self,
+        cache_dir: str | Path | None = None,
+        models: Sequence[str] | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        formats: Sequence[str] = ("md",),
+        prompts_dir: str | Path | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+        max_age: float | None = None,
+    ) -> None:
+        self.cache_dir = str(cache_dir) if cache_dir is not None else None
+        self.models = list(models) if models else ["local:extractive"]
+        self.out_dir = str(out_dir or env("RESEARCH_REPORT_DIR") or "reports")
+        self.formats = list(formats)
+        self.prompts_dir = str(prompts_dir) if prompts_dir else None
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_cost = max_cost
+        self.max_age = max_age
+
+    def _prepare(self, question: str, files: Sequence[str | Path], urls: Sequence[str], search: int,
+                 depth: int, breadth: int, run_id: str | None) -> tuple[Any, Any]:
+        from pipelines.research import ResearchInputs, ResearchOptions
+
+        inputs = ResearchInputs(question=question, files=[str(f) for f in files], urls=list(urls),
+                                models=list(self.models), search=search, depth=depth, breadth=breadth)
+        options = ResearchOptions(cache_dir=self.cache_dir, out_dir=self.out_dir, formats=list(self.formats),
+                                  prompts_dir=self.prompts_dir, concurrency=self.concurrency, timeout=self.timeout,
+                                  max_cost=self.max_cost, max_age=self.max_age, run_id=run_id)
+        return inputs, options
+
+    async def arun(self, question: str, *, files: Sequence[str | Path] = (), urls: Sequence[str] = (),
+                   search: int = 0, depth: int = 0, breadth: int = 2, run_id: str | None = None) -> ResearchReport:
+        """Run (or, with the id of an unfinished run, resume) research; see :meth:`run`."""
+        from pipelines.research import execute
+
+        inputs, options = self._prepare(question, files, urls, search, depth, breadth, run_id)
+        result = await execute(inputs, options)
+        return ResearchReport(
+            run_id=result.run_id, status=result.status, question=result.question, markdown=result.markdown,
+            report_paths=result.report_paths,
+            sources=[{"id": s.id, "title": s.title, "uri": s.uri, "summary": s.summary} for s in result.sources],
+            analyses=result.analyses, failed=result.failed, totals=result.totals,
+        )
+
+    def run(self, question: str, *, files: Sequence[str | Path] = (), urls: Sequence[str] = (),
+            search: int = 0, depth: int = 0, breadth: int = 2, run_id: str | None = None) -> ResearchReport:
+        """Run research on ``question`` and return the report; completed steps replay for free."""
+        coro = self.arun(question, files=files, urls=urls, search=search, depth=depth, breadth=breadth, run_id=run_id)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        # A loop is already running in this thread (Jupyter): run on a private loop in a worker.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="research") as pool:
+            return pool.submit(asyncio.run, coro).result()
