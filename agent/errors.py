@@ -119,8 +119,9 @@ class BudgetExceeded(ResearchError):
 class RunStopped(ResearchError):
     """The run stopped early (a rejected key, a budget); it can be resumed."""
 
-    def __init__(self, message: str, *, run_id: str, cause: ResearchError, exit_code: int = 1) -> None:
-        super().__init__(message, hint=f"fix it, then run: research resume {run_id}")
+    def __init__(self, message: str, *, run_id: str, cause: ResearchError, exit_code: int = 1,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or f"fix it, then run: research resume {run_id}")
         self.run_id = run_id
         self.cause = cause
         self.exit_code = exit_code

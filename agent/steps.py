@@ -188,13 +188,16 @@ class Runtime:
             return await asyncio.shield(pending)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
+        gated = False
         try:
             if self.gate is not None:
                 await self.gate(spec)
+            gated = True
             paid = await work()
             result = self._paid(spec, paid, started)
         except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
+            # A call the gate held back (budget, a stopped run) never started: it did not fail.
+            if gated and not isinstance(exc, asyncio.CancelledError):
                 self._failed(spec, exc, started)
             future.set_exception(exc)
             future.exception()  # joined callers re-raise it; nobody else needs to retrieve it

@@ -24,12 +24,16 @@ from agent.runs import Workspace, new_run_id
 from agent.secrets import redact
 from agent.sources import Document
 from agent.sources import files as file_sources
+from agent.sources import scrape as web_steps
+from agent.sources import urls as url_sources
+from agent.sources.backend import check_search, web_backend
 from agent.steps import Paid, Runtime, StepSpec, reset_runtime, use_runtime
 from agent.templates import Prompts
 from pipelines import citations
 from pipelines.report import render
 
 SUMMARY_WORDS = 200
+MAX_SEARCH = 100
 FORMATS = ("md", "html", "json")
 
 
@@ -133,9 +137,24 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
             models.append(normalized)
     if not inputs.files and not inputs.urls and not inputs.search:
         raise UsageError("no sources given", hint="pass --file PATH (files or directories), --url URL or --search N")
-    files = [str(p) for p in file_sources.expand(list(inputs.files))] if inputs.files else []
-    return ResearchInputs(question=question, files=files, urls=list(inputs.urls), models=models,
-                          search=int(inputs.search or 0), depth=int(inputs.depth or 0), breadth=int(inputs.breadth or 2))
+    search = int(inputs.search or 0)
+    if not 0 <= search <= MAX_SEARCH:
+        raise UsageError(f"--search {search} is out of range", hint=f"ask for 1 to {MAX_SEARCH} search results")
+    check_search(search)
+    # One URL spelled two ways is one source; file:// URLs are local files and are read as such.
+    urls = url_sources.dedupe(list(inputs.urls))
+    local = []
+    for url in urls:
+        if url_sources.is_file_url(url):
+            path = url_sources.file_url_path(url)
+            if not Path(path).exists():
+                raise UsageError(f"no such file: {url}", hint="check the file:// URL given to --url or --urls-file")
+            local.append(path)
+    web = [u for u in urls if url_sources.is_web_url(u)]
+    paths = list(inputs.files) + local
+    files = [str(p) for p in file_sources.expand(paths)] if paths else []
+    return ResearchInputs(question=question, files=files, urls=web, models=models,
+                          search=search, depth=int(inputs.depth or 0), breadth=int(inputs.breadth or 2))
 
 
 class Workflow:
@@ -151,6 +170,7 @@ class Workflow:
         self.limits = Limits.from_env(concurrency=options.concurrency, timeout_s=options.timeout)
         self.prompts = Prompts(options.prompts_dir)
         self.providers = [get_provider(m, limits=self.limits) for m in inputs.models]
+        self.web: Any = None  # made in gather, only when there are URLs or a search
         self.fatal: ResearchError | None = None
         self.failed: list[dict[str, str]] = []
         self.notes: list[str] = []
@@ -159,7 +179,7 @@ class Workflow:
     def _fail(self, stage: str, what: str, exc: BaseException) -> None:
         message = redact(exc.one_line() if isinstance(exc, ResearchError) else f"{type(exc).__name__}: {exc}")
         self.failed.append({"stage": stage, "what": what, "error": message})
-        if isinstance(exc, (ProviderError, BudgetExceeded)) and (getattr(exc, "fatal", False) or isinstance(exc, BudgetExceeded)):
+        if getattr(exc, "fatal", False) or isinstance(exc, BudgetExceeded):
             self.fatal = self.fatal or exc
 
     async def _each(self, stage: str, items: list[Any], job: Callable[[Any], Awaitable[Any]],
@@ -200,6 +220,37 @@ class Workflow:
         return completion.text.strip()
 
     # -- stages ------------------------------------------------------------------------------
+    async def gather(self) -> list[str]:
+        """Every source to read: files, URLs, then search results not already among them."""
+        refs = list(self.inputs.files)
+        urls = list(self.inputs.urls)
+        if urls or self.inputs.search:
+            self.web = web_backend(self.limits, max_age=self.options.max_age)
+        if not self.inputs.search:
+            self.progress.stage("gather", 1)
+            self.progress.advance("gather", "done")
+            return refs + urls
+        question = self.inputs.question
+        (hits,) = await self._each("gather", [question], self.search, lambda q: f"search {q!r}")
+        seen = {url_sources.normalize_url(u) for u in urls}
+        for hit in hits or []:
+            if not url_sources.is_web_url(hit.url):
+                continue
+            normalized = url_sources.normalize_url(hit.url)
+            if normalized not in seen:
+                seen.add(normalized)
+                urls.append(hit.url)
+        return refs + urls
+
+    async def search(self, query: str) -> list[Any]:
+        return await web_steps.search(self.runtime, self.web, query, self.inputs.search,
+                                      max_age=self.options.max_age)
+
+    async def fetch(self, ref: str) -> Document:
+        if url_sources.is_web_url(ref):
+            return await web_steps.scrape(self.runtime, self.web, ref, max_age=self.options.max_age)
+        return await self.read(ref)
+
     async def read(self, path: str) -> Document:
         fp = file_sources.file_fingerprint(Path(path))
         spec = StepSpec(kind="scrape", name=f"read {path}", provider="file", request=fp,
@@ -245,11 +296,9 @@ class Workflow:
     async def run(self) -> ResearchResult:
         for provider in self.providers:
             provider.check_ready()
-        self.progress.stage("gather", 1)
-        refs = list(self.inputs.files)
-        self.progress.advance("gather", "done")
-
-        docs = await self._each("scrape", refs, self.read, lambda ref: f"read {ref}")
+        refs = await self.gather()
+        docs = await self._each("scrape", refs, self.fetch,
+                                lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
         sources: list[Source] = []
         seen: dict[str, int] = {}
         for ref, doc in zip(refs, docs):
@@ -264,8 +313,9 @@ class Workflow:
             seen[digest] = source.id
             sources.append(source)
         if not sources:
-            raise UsageError("none of the sources could be read",
-                             hint="see the errors above; check the paths and URLs given")
+            first = f", the first with: {self.failed[0]['error']}" if self.failed else ""
+            raise UsageError(f"none of the sources could be read{first}",
+                             hint="check the paths and URLs given")
 
         summaries = await self._each("summarize", sources, self.summarize, lambda s: f"summarize [{s.id}] {s.uri}")
         for source, summary in zip(sources, summaries):
@@ -301,6 +351,8 @@ class Workflow:
     async def aclose(self) -> None:
         for provider in self.providers:
             await provider.aclose()
+        if self.web is not None:
+            await self.web.aclose()
 
 
 def _write_outputs(result: ResearchResult, options: ResearchOptions) -> dict[str, str]:
@@ -384,8 +436,9 @@ async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress:
         except BudgetExceeded as exc:
             workspace.journal.finish_run(run_id, "stopped", error=redact(exc.one_line()))
             raise RunStopped(f"run {run_id} stopped before going over budget: {exc.message}", run_id=run_id,
-                             cause=exc, exit_code=BudgetExceeded.exit_code) from exc
-        except ProviderError as exc:
+                             cause=exc, exit_code=BudgetExceeded.exit_code,
+                             hint=f"completed steps are kept; continue with: research resume {run_id} --max-cost USD") from exc
+        except (ProviderError, SourceError) as exc:  # a source error gets here only when it is fatal
             workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
             raise RunStopped(f"run {run_id} stopped: {exc.message}", run_id=run_id, cause=exc) from exc
         except ResearchError as exc:

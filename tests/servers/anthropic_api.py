@@ -1,0 +1,68 @@
+"""A loopback Anthropic Messages API, for the real ``anthropic`` SDK to talk to.
+
+``POST /v1/messages`` with the key in ``x-api-key`` answers a ``message`` object whose usage counts
+cache reads and writes apart from ``input_tokens``, as Anthropic does; errors have Anthropic's
+``{"type": "error", "error": {"type", "message"}}`` shape.
+"""
+
+from __future__ import annotations
+
+from tests.servers import Reply, Request
+from tests.servers.fake_api import FakeAPI, digest, words
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+class AnthropicAPI(FakeAPI):
+    vendor = "anthropic"
+
+    def route(self, request: Request) -> str | None:
+        if request.method != "POST" or request.path.split("?")[0] != "/v1/messages":
+            return None
+        return str((request.json() or {}).get("model", ""))
+
+    def presented_key(self, request: Request) -> str | None:
+        return request.headers.get("x-api-key")
+
+    def input_text(self, request: Request) -> str:
+        body = request.json() or {}
+        system = body.get("system", "")
+        if isinstance(system, list):
+            system = " ".join(block.get("text", "") for block in system)
+        texts = [system]
+        for message in body.get("messages", []):
+            content = message.get("content", "")
+            if isinstance(content, list):
+                content = " ".join(block.get("text", "") for block in content)
+            texts.append(content)
+        return " ".join(texts)
+
+    def success(self, model: str, request: Request, text: str) -> Reply:
+        usage = {
+            # Anthropic's input_tokens leaves out the tokens read from or written to the cache.
+            "input_tokens": words(self.input_text(request)),
+            "output_tokens": words(text) + self.reasoning,
+            "cache_read_input_tokens": self.cached,
+            "cache_creation_input_tokens": self.cache_write,
+        }
+        if self.reasoning:
+            usage["output_tokens_details"] = {"thinking_tokens": self.reasoning}
+        return Reply(200, {
+            "id": f"msg_{digest(request)}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        })
+
+    def error(self, status: int, message: str = "", *, headers: dict[str, str] | None = None) -> Reply:
+        kind = _TYPES.get(status, "api_error")
+        return Reply(status, {"type": "error", "error": {"type": kind, "message": message or f"error {status}"}},
+                     headers=dict(headers or {}))
+
+    def bad_key(self) -> Reply:
+        return self.error(401, "invalid x-api-key")
