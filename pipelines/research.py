@@ -29,7 +29,7 @@ from agent.sources import urls as url_sources
 from agent.sources.backend import check_search, web_backend
 from agent.steps import Paid, Runtime, StepSpec, reset_runtime, use_runtime
 from agent.templates import Prompts
-from pipelines import citations
+from pipelines import chunking, citations
 from pipelines.report import render
 
 SUMMARY_WORDS = 200
@@ -263,14 +263,34 @@ class Workflow:
         result = await self.runtime.step(spec, work)
         return Document.from_json(result.value)
 
-    async def summarize(self, source: Source) -> str:
-        provider = self.providers[0]
-        doc = {"title": source.title, "text": source.text}
+    async def _summarize_text(self, title: str, text: str, name: str) -> str:
+        doc = {"title": title, "text": text}
         return await self._ask(
-            provider, "summarize", f"summarize [{source.id}] {source.title}"[:120],
+            self.providers[0], "summarize", name[:120],
             {"task": "summarize", "question": self.inputs.question, "source": doc},
             question=self.inputs.question, source=doc, max_words=SUMMARY_WORDS,
         )
+
+    async def summarize(self, source: Source) -> str:
+        """One summary per source; a source too long for the model is summarized in parts, then combined."""
+        budget = self.providers[0].context_window // 2
+        if chunking.approx_tokens(source.text) <= budget:
+            return await self._summarize_text(source.title, source.text, f"summarize [{source.id}] {source.title}")
+        parts = chunking.split(source.text, budget)
+        partials = await asyncio.gather(*(
+            self._summarize_text(f"{source.title} (part {i} of {len(parts)})", part,
+                                 f"summarize [{source.id}] part {i}/{len(parts)} {source.title}")
+            for i, part in enumerate(parts, 1)
+        ))
+        combined = "\n\n".join(partials)
+        for _ in range(3):  # very long sources: reduce the partials again, a bounded number of times
+            if chunking.approx_tokens(combined) <= budget:
+                break
+            groups = chunking.split(combined, budget)
+            combined = "\n\n".join(await asyncio.gather(*(
+                self._summarize_text(source.title, group, f"combine [{source.id}] {source.title}") for group in groups
+            )))
+        return await self._summarize_text(source.title, combined, f"combine [{source.id}] {source.title}")
 
     def _summaries(self, sources: list[Source]) -> list[dict[str, Any]]:
         return [{"id": s.id, "title": s.title, "text": s.summary} for s in sources if s.summary is not None]

@@ -41,6 +41,8 @@ class Provider(ABC):
     key_lookup: ClassVar[tuple[str, ...] | None] = None
     #: Whether the key may be absent (local servers need none).
     key_optional: ClassVar[bool] = False
+    #: Tokens the model reads at once; sources longer than half of it are summarized in parts.
+    context_window: ClassVar[int] = 128_000
 
     def __init__(self, model: str, *, limits: Limits | None = None) -> None:
         self.model = model

@@ -91,6 +91,8 @@ TASKS = {"summarize": summarize, "analyze": analyze, "report": report, "plan": p
 
 class LocalProvider(Provider):
     name = "local"
+    # Small on purpose: long sources go through the same map-reduce path offline as with hosted models.
+    context_window = 8_000
 
     def __init__(self, model: str, **kwargs) -> None:
         if model not in MODELS:

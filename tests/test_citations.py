@@ -1,0 +1,26 @@
+"""Citations: every [n] left in a report names a real source; invented ones are removed and reported."""
+
+from pipelines.citations import cited, verify
+
+
+def test_valid_citations_are_kept_and_normalized():
+    text, bad = verify("Heat pumps work [1, 2]. Costs vary [2-3]. See also [3][1].", {1, 2, 3})
+    assert text == "Heat pumps work [1][2]. Costs vary [2][3]. See also [3][1]."
+    assert bad == []
+
+
+def test_invented_citations_are_removed():
+    text, bad = verify("Claim one [1]. Claim two [7]. Mixed [2, 9].", {1, 2})
+    assert "[7]" not in text and "[9]" not in text
+    assert text == "Claim one [1]. Claim two. Mixed [2]."
+    assert bad == [7, 9]
+
+
+def test_non_citation_brackets_are_left_alone():
+    text, bad = verify("An array a[i] and a link [see here](x) and [2024] stay.", {1})
+    assert "[see here](x)" in text and "a[i]" in text
+    assert bad == [2024] and "[2024]" not in text  # a bare number in brackets reads as a citation
+
+
+def test_cited_collects_numbers():
+    assert cited("x [1] y [2, 4] z [5-6]") == {1, 2, 4, 5, 6}
