@@ -19,6 +19,8 @@ class RichProgress:
         )
         self._tasks: dict[str, Any] = {}
         self._failed: dict[str, int] = {}
+        self._counts = {"paid": 0, "replayed": 0, "failed": 0}
+        self._steps = self._progress.add_task("steps", total=None, failed="")
 
     def __enter__(self) -> "RichProgress":
         self._progress.start()
@@ -32,6 +34,12 @@ class RichProgress:
             self._tasks[name] = self._progress.add_task(name, total=total, failed="")
         else:
             self._progress.update(self._tasks[name], total=total)
+
+    def on_step(self, event: str, spec: Any, result: Any, exc: Any) -> None:
+        """A runtime listener: running counts of paid, replayed and failed steps."""
+        self._counts[event] = self._counts.get(event, 0) + 1
+        c = self._counts
+        self._progress.update(self._steps, failed=f"{c['paid']} paid, {c['replayed']} replayed, {c['failed']} failed")
 
     def advance(self, name: str, outcome: str) -> None:
         if outcome == "failed":

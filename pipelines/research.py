@@ -441,6 +441,8 @@ async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress:
                                   config=options.to_json(), gate=gate)
         run = workspace.journal.get_run(run_id)
         started = _dt.datetime.fromtimestamp(run["started_at"], tz=_dt.timezone.utc).strftime("%Y-%m-%d")
+        if progress is not None and hasattr(progress, "on_step"):
+            runtime.listeners.append(progress.on_step)
         token = use_runtime(runtime)
         try:
             workflow = Workflow(runtime, inputs, options, progress or NoProgress(), started)
