@@ -132,3 +132,17 @@ def test_rerun_with_same_run_id_resumes_like_resume(tmp_path, env):
     paid_now = sum(1 for _, _, status, replayed in second if status == "completed" and not replayed)
     # what was left, less at most one step stored in the instant before the kill and so replayed
     assert 22 - len(done_before) - 1 <= paid_now <= 22 - len(done_before)
+
+
+def test_two_processes_share_a_cache_dir(tmp_path, env):
+    corpus = make_corpus(tmp_path)
+    cache = tmp_path / "cache"
+    procs = [research_proc(*run_args(corpus, cache, tmp_path / "out", f"p{i}"), env=env, cwd=tmp_path) for i in range(3)]
+    outcomes = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outcomes
+    for name in ("cache.db", "journal.sqlite3"):
+        conn = sqlite3.connect(cache / name)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+    reports = {(tmp_path / "out" / f"p{i}.md").read_text().split("\n", 3)[3] for i in range(3)}
+    assert len(reports) == 1  # the same answer, however the work was shared out
