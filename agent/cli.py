@@ -129,6 +129,9 @@ def _run(inputs: Any, options: Any, *, as_json: bool, quiet: bool) -> None:
 def run(
     question: Annotated[str, typer.Argument(help="The research question.")],
     file: Annotated[List[str], typer.Option("--file", "-f", help="A file or directory of sources (repeatable).")] = [],
+    url: Annotated[List[str], typer.Option("--url", "-u", help="A web page (http, https) or file:// URL to read (repeatable).")] = [],
+    urls_file: Annotated[Optional[str], typer.Option("--urls-file", help="A file of URLs, one a line (blank lines and # comments skipped).")] = None,
+    search: Annotated[int, typer.Option("--search", min=0, help="Search the web for the question and read the top N results (needs Firecrawl).")] = 0,
     model: Annotated[List[str], typer.Option("--model", "-m", help="PROVIDER:MODEL (repeatable); the first summarizes and writes the report. [default: local:extractive]")] = [],
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name the run; reusing the id of an unfinished run resumes it.")] = None,
     out: Annotated[str, typer.Option("--out", help="Directory for reports.")] = "reports",
@@ -154,7 +157,13 @@ def run(
                 age = parse_duration(max_age)
             except ValueError:
                 raise UsageError(f"--max-age {max_age!r} is not a duration", hint="use a number and a unit: 30m, 12h, 7d") from None
-        inputs = ResearchInputs(question=question, files=list(file), models=list(model) or ["local:extractive"])
+        urls = list(url)
+        if urls_file is not None:
+            from agent.sources.urls import read_urls_file
+
+            urls += read_urls_file(urls_file)
+        inputs = ResearchInputs(question=question, files=list(file), urls=urls, search=search,
+                                models=list(model) or ["local:extractive"])
         options = ResearchOptions(cache_dir=cache_dir, out_dir=out, formats=list(fmt), prompts_dir=prompts,
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
                                   run_id=run_id)

@@ -80,8 +80,9 @@ class AuthError(ProviderError):
     """The provider rejected the API key (401/403): no retry, and the run stops."""
 
     def __init__(self, provider: str, variable: str, status: int | None = None) -> None:
+        # The variable is in the message itself: a stopped run's one line keeps the message, not this hint.
         super().__init__(
-            f"{provider} rejected the API key (HTTP {status})" if status else f"{provider} rejected the API key",
+            f"{provider} rejected the API key in {variable}" + (f" (HTTP {status})" if status else ""),
             provider=provider,
             status=status,
             fatal=True,

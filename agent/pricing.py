@@ -8,12 +8,16 @@ tokens counted; its cost is ``None`` (unknown), never a guess.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from agent.config import env
 from agent.errors import UsageError
+
+# A dated or numbered snapshot at the end of a model name: -2024-08-06, -20250929, -001, @20250514.
+_SNAPSHOT = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}))$")
 
 
 @lru_cache(maxsize=4)
@@ -33,13 +37,18 @@ def _table(override_path: str | None) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def price_of(provider: str, model: str) -> dict[str, float] | None:
-    """The price entry of a model: exact name, else the longest listed prefix (dated snapshots), else ``*``."""
+    """The price entry of a model: exact name, else its undated name, else ``*``, else ``None``.
+
+    Only a snapshot suffix is stripped (``gpt-4o-2024-08-06``, ``claude-sonnet-4-5-20250929``,
+    ``gemini-2.0-flash-001``): a bare prefix would price ``o3-pro`` as ``o3`` or ``gpt-5-pro`` as
+    ``gpt-5``, a guess ten times off, where an unknown cost is the honest answer.
+    """
     models = _table(env("RESEARCH_PRICES")).get(provider, {})
     if model in models:
         return models[model]
-    prefixes = [name for name in models if name != "*" and model.startswith(name)]
-    if prefixes:
-        return models[max(prefixes, key=len)]
+    undated = _SNAPSHOT.sub("", model)
+    if undated != model and undated in models:
+        return models[undated]
     return models.get("*")
 
 

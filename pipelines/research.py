@@ -178,6 +178,10 @@ class Workflow:
     # -- helpers -----------------------------------------------------------------------------
     def _fail(self, stage: str, what: str, exc: BaseException) -> None:
         message = redact(exc.one_line() if isinstance(exc, ResearchError) else f"{type(exc).__name__}: {exc}")
+        source = getattr(exc, "source", "")
+        if source and message.startswith(f"{source}: "):
+            # the report line already names the source (``what``); saying it twice helps nobody
+            message = message[len(source) + 2:]
         self.failed.append({"stage": stage, "what": what, "error": message})
         if getattr(exc, "fatal", False) or isinstance(exc, BudgetExceeded):
             self.fatal = self.fatal or exc

@@ -8,6 +8,7 @@ The SDK's retries are off; :mod:`agent.providers.policy` owns them. SDK errors a
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import anthropic
@@ -32,12 +33,13 @@ ANTHROPIC_URL = "https://api.anthropic.com"
 class AnthropicProvider(Provider):
     name = "anthropic"
     key_variables = ("ANTHROPIC_API_KEY",)
+    context_window = 200_000
 
     def __init__(self, model: str, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self._client: LoopClient[anthropic.AsyncAnthropic] = LoopClient(self._make_client, lambda c: c.close())
 
-    @property
+    @cached_property
     def endpoint(self) -> str:
         return normalize_url(env("ANTHROPIC_BASE_URL") or ANTHROPIC_URL)
 
@@ -58,8 +60,8 @@ class AnthropicProvider(Provider):
         }
         if request.system:
             params["system"] = request.system
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
+        # No temperature: this SDK's Messages API has no sampling parameters any more (the installed
+        # anthropic 2.x accepts none), so `request.temperature` stays in the key but is not sent.
         return params
 
     async def complete(self, request: CompletionRequest) -> Completion:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from functools import cached_property
 from typing import Any
 
 from google import genai
@@ -56,12 +57,13 @@ class GeminiProvider(Provider):
     name = "gemini"
     key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     key_lookup = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    context_window = 1_000_000
 
     def __init__(self, model: str, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self._client: LoopClient[genai.Client] = LoopClient(self._make_client, _close)
 
-    @property
+    @cached_property
     def endpoint(self) -> str:
         return normalize_url(env("GOOGLE_GEMINI_BASE_URL") or GEMINI_URL)
 

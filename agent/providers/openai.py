@@ -13,6 +13,7 @@ the same way. SDK errors are mapped to the project's in :func:`_map_error`, and 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,8 +51,9 @@ class OpenAIProvider(Provider):
         super().__init__(model, **kwargs)
         self._client: LoopClient[openai.AsyncOpenAI] = LoopClient(self._make_client, lambda c: c.close())
 
-    @property
+    @cached_property
     def endpoint(self) -> str:
+        # Read once per provider, so the step keys and the client always name the same server.
         return normalize_url(env("OPENAI_BASE_URL") or OPENAI_URL)
 
     def _make_client(self) -> openai.AsyncOpenAI:
@@ -102,7 +104,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     name = "openai-compatible"
     key_optional = True
 
-    @property
+    @cached_property
     def endpoint(self) -> str:
         url = env("OPENAI_BASE_URL")
         if not url:
@@ -122,8 +124,10 @@ class OllamaProvider(OpenAIProvider):
 
     name = "ollama"
     key_variables = ()
+    # Ollama serves a few thousand tokens of context unless the model is configured for more.
+    context_window = 8_192
 
-    @property
+    @cached_property
     def endpoint(self) -> str:
         return ollama_base_url(env("OLLAMA_HOST") or OLLAMA_URL)
 

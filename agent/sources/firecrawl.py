@@ -49,7 +49,7 @@ def _brief(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def map_errors(what: str) -> Iterator[None]:
+def map_errors(what: str, *, has_key: bool = True) -> Iterator[None]:
     """firecrawl-py's (and its httpx transport's) exceptions as :class:`SourceError`, in this one place."""
     import httpx
     from firecrawl.v2.utils.error_handler import (
@@ -65,8 +65,10 @@ def map_errors(what: str) -> Iterator[None]:
     try:
         yield
     except UnauthorizedError as exc:
+        problem = f"rejected the API key (HTTP 401): check {KEY_VARIABLE}" if has_key else \
+            f"asks for an API key (HTTP 401) and {KEY_VARIABLE} is not set"
         raise SourceAuthError(
-            f"Firecrawl rejected the API key (HTTP 401): check {KEY_VARIABLE}", source=what, status=401,
+            f"Firecrawl {problem}", source=what, status=401,
             hint=f"set {KEY_VARIABLE} to a valid key, or unset it and FIRECRAWL_API_URL to use the built-in fetcher",
         ) from exc
     except PaymentRequiredError as exc:
@@ -156,8 +158,9 @@ class FirecrawlBackend(WebBackend):
         options: dict[str, Any] = {"formats": list(FORMATS), "only_main_content": True}
         if self.max_age is not None:
             options["max_age"] = int(self.max_age * 1000)
-        with map_errors(url):
-            doc = await self._sdk().scrape(url, **options)
+        with map_errors(url, has_key=bool(self.api_key)):
+            # auto_resume off: the SDK would otherwise sleep and re-ask on its own; our policy retries.
+            doc = await self._sdk().scrape(url, auto_resume=False, **options)
             meta = doc.metadata_typed
             markdown = (doc.markdown or "").strip()
             status = meta.status_code
@@ -172,7 +175,7 @@ class FirecrawlBackend(WebBackend):
         return Document(uri=url, title=str(title).strip() or title_from_markdown(markdown, url), text=markdown)
 
     async def search_once(self, query: str, limit: int) -> list[SearchHit]:
-        with map_errors(f"search {query!r}"):
+        with map_errors(f"search {query!r}", has_key=bool(self.api_key)):
             data = await self._sdk().search(query, limit=limit)
             items = list(data.web or [])
         hits: list[SearchHit] = []

@@ -39,9 +39,9 @@ def check_url(url: str) -> str:
         raise UsageError(f"{url!r} is not a valid URL", hint="give http://, https:// or file:// URLs") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
-        guess = f"; did you mean https://{text}?" if not parts.scheme and "." in text.split("/")[0] else ""
-        raise UsageError(f"{url!r} is not an http, https or file URL{guess}",
-                         hint="give http://, https:// or file:// URLs")
+        looks_like_host = not parts.scheme and "." in text.split("/")[0]
+        raise UsageError(f"{url!r} is not an http, https or file URL",
+                         hint=f"did you mean https://{text}?" if looks_like_host else "give http://, https:// or file:// URLs")
     if scheme in WEB_SCHEMES and not parts.hostname:
         raise UsageError(f"{url!r} has no host name", hint="give URLs such as https://example.com/page")
     if scheme == "file" and not parts.path:

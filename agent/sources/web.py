@@ -213,6 +213,10 @@ class WebFetcher(WebBackend):
             raise SourceError(f"{url}: no readable text on the page", source=url)
         parts = urlsplit(url)
         fallback = (parts.netloc + parts.path).rstrip("/") or url
+        if is_pdf and not title:
+            # A PDF without a /Title usually opens with its title line; a sentence is not one.
+            first = text.splitlines()[0].strip()
+            title = first if len(first) <= 120 and not first.endswith(".") else ""
         if is_pdf:
             content_type = "application/pdf"
         else:

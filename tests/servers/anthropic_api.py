@@ -1,6 +1,6 @@
 """A loopback Anthropic Messages API, for the real ``anthropic`` SDK to talk to.
 
-``POST /v1/messages`` with the key in ``x-api-key`` answers a ``message`` object whose usage counts
+``POST /v1/messages`` with the key in ``Authorization: Bearer`` (or the older ``x-api-key``) answers a ``message`` object whose usage counts
 cache reads and writes apart from ``input_tokens``, as Anthropic does; errors have Anthropic's
 ``{"type": "error", "error": {"type", "message"}}`` shape.
 """
@@ -23,7 +23,9 @@ class AnthropicAPI(FakeAPI):
         return str((request.json() or {}).get("model", ""))
 
     def presented_key(self, request: Request) -> str | None:
-        return request.headers.get("x-api-key")
+        # Older SDKs send x-api-key; the installed one sends the key as a bearer token.
+        auth = request.headers.get("authorization", "")
+        return auth[len("Bearer "):] if auth.startswith("Bearer ") else request.headers.get("x-api-key")
 
     def input_text(self, request: Request) -> str:
         body = request.json() or {}

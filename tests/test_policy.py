@@ -1,0 +1,146 @@
+"""The shared retry, timeout and concurrency policy, seen from a loopback server.
+
+In-flight limits and call spacing are measured where they matter, at the server; the policy is
+driven through a real provider and SDK, as a run drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from agent.config import Limits
+from agent.errors import ProviderError
+from agent.llm import CompletionRequest
+from agent.providers import get_provider
+from agent.providers.base import parse_retry_after
+from agent.providers.policy import Policy
+from tests.servers import serve
+from tests.servers.openai_api import OpenAIAPI
+
+
+class Gauge:
+    """Wraps a fake: records arrival times and the most requests it ever held at once."""
+
+    def __init__(self, fake: OpenAIAPI, hold: float) -> None:
+        self.fake, self.hold = fake, hold
+        self.arrivals: list[float] = []
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request):
+        with self.lock:
+            self.arrivals.append(time.monotonic())
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(self.hold)  # in the handler thread, so the count covers the whole answer
+        with self.lock:
+            self.now -= 1
+        return self.fake(request)
+
+
+def _calls(model_id: str, n: int, limits: Limits) -> float:
+    provider = get_provider(model_id, limits=limits)
+
+    async def go():
+        try:
+            await asyncio.gather(*(provider.call(CompletionRequest(prompt=f"question {i}")) for i in range(n)))
+        finally:
+            await provider.aclose()
+
+    started = time.perf_counter()
+    asyncio.run(go())
+    return time.perf_counter() - started
+
+
+@pytest.fixture
+def gauge(monkeypatch):
+    gauge = Gauge(OpenAIAPI(), hold=0.15)
+    with serve(gauge) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key-123456")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        yield gauge
+
+
+def test_concurrency_limits_calls_in_flight(gauge):
+    elapsed = _calls("openai:gpt-4o-mini", 6, Limits(concurrency=2))
+    assert gauge.peak == 2
+    assert len(gauge.arrivals) == 6
+    assert elapsed >= 3 * 0.15 * 0.95
+
+
+def test_concurrency_from_the_environment(gauge, monkeypatch):
+    monkeypatch.setenv("RESEARCH_CONCURRENCY", "3")
+    limits = Limits.from_env()
+    assert limits.concurrency == 3
+    assert Limits.from_env(concurrency=5).concurrency == 5  # --concurrency wins over the variable
+    _calls("openai:gpt-4o-mini", 6, limits)
+    assert gauge.peak == 3
+
+
+def test_rpm_spaces_call_starts(gauge, monkeypatch):
+    monkeypatch.setenv("RESEARCH_RPM", "600")  # one start every 0.1 s
+    gauge.hold = 0.0
+    elapsed = _calls("openai:gpt-4o-mini", 4, Limits.from_env(concurrency=8))
+    gaps = [b - a for a, b in zip(gauge.arrivals, gauge.arrivals[1:])]
+    # The first call also opens the connection, so its arrival lags its start; later ones show the spacing.
+    assert len(gaps) == 3 and min(gaps[1:]) >= 0.085
+    assert elapsed >= 0.3
+
+
+def test_providers_of_one_vendor_share_the_limit(gauge):
+    limits = Limits(concurrency=2)
+    first = get_provider("openai:gpt-4o-mini", limits=limits)
+    second = get_provider("openai:gpt-4.1-mini", limits=limits)
+
+    async def go():
+        try:
+            await asyncio.gather(*(p.call(CompletionRequest(prompt=f"q{i}")) for i in range(3) for p in (first, second)))
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    asyncio.run(go())
+    assert gauge.peak == 2 and len(gauge.arrivals) == 6
+
+
+def test_one_provider_object_across_event_loops(gauge):
+    # A notebook or a benchmark reuses a provider from several asyncio.run calls; its semaphore and
+    # HTTP client must follow the running loop rather than stick to the first one.
+    provider = get_provider("openai:gpt-4o-mini", limits=Limits(concurrency=1))
+
+    async def burst():
+        await asyncio.gather(*(provider.call(CompletionRequest(prompt=f"again {i}")) for i in range(3)))
+
+    asyncio.run(burst())
+    asyncio.run(burst())
+    assert len(gauge.arrivals) == 6 and gauge.peak == 1
+
+
+def test_retry_wait_prefers_the_servers_word_and_caps_it():
+    policy = Policy("x", Limits(retry_cap_s=2.0))
+
+    class State:
+        def __init__(self, exc):
+            self.outcome = type("Outcome", (), {"exception": lambda _self: exc})()
+            self.attempt_number = 1
+
+    assert policy.wait_for(State(ProviderError("busy", provider="x", retryable=True, retry_after=0.5))) == 0.5
+    assert policy.wait_for(State(ProviderError("busy", provider="x", retryable=True, retry_after=90))) == 2.0
+    backoff = policy.wait_for(State(ProviderError("busy", provider="x", retryable=True)))
+    assert 0.0 <= backoff <= 2.0
+
+
+def test_parse_retry_after_forms():
+    assert parse_retry_after({"retry-after-ms": "50"}) == pytest.approx(0.05)
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "0.1"}) == pytest.approx(0.1)
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == pytest.approx(0.25)
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"},
+                             now=1445412480.0) == pytest.approx(10.0)
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412490.0) == 0.0
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None and parse_retry_after(None) is None
