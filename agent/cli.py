@@ -132,9 +132,11 @@ def run(
     url: Annotated[List[str], typer.Option("--url", "-u", help="A web page (http, https) or file:// URL to read (repeatable).")] = [],
     urls_file: Annotated[Optional[str], typer.Option("--urls-file", help="A file of URLs, one a line (blank lines and # comments skipped).")] = None,
     search: Annotated[int, typer.Option("--search", min=0, help="Search the web for the question and read the top N results (needs Firecrawl).")] = 0,
+    depth: Annotated[int, typer.Option("--depth", min=0, help="Rounds of follow-up research: a model proposes queries from what was learned (needs search).")] = 0,
+    breadth: Annotated[int, typer.Option("--breadth", min=1, help="Follow-up queries per --depth round.")] = 2,
     model: Annotated[List[str], typer.Option("--model", "-m", help="PROVIDER:MODEL (repeatable); the first summarizes and writes the report. [default: local:extractive]")] = [],
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name the run; reusing the id of an unfinished run resumes it.")] = None,
-    out: Annotated[str, typer.Option("--out", help="Directory for reports.")] = "reports",
+    out: Annotated[Optional[str], typer.Option("--out", help="Directory for reports. [default: $RESEARCH_REPORT_DIR or ./reports]", show_default=False)] = None,
     fmt: Annotated[List[str], typer.Option("--format", help="Report formats: md, html, json (comma-separated or repeated).")] = ["md"],
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Directory of prompt templates overriding the packaged ones.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Model calls in flight per provider. [default: 4]")] = None,
@@ -148,7 +150,7 @@ def run(
 ) -> None:
     """Run research on QUESTION over the given sources and write a cited report."""
     with _edge(debug):
-        from agent.config import parse_duration
+        from agent.config import env, parse_duration
         from pipelines.research import ResearchInputs, ResearchOptions
 
         age = None
@@ -162,9 +164,9 @@ def run(
             from agent.sources.urls import read_urls_file
 
             urls += read_urls_file(urls_file)
-        inputs = ResearchInputs(question=question, files=list(file), urls=urls, search=search,
-                                models=list(model) or ["local:extractive"])
-        options = ResearchOptions(cache_dir=cache_dir, out_dir=out, formats=list(fmt), prompts_dir=prompts,
+        inputs = ResearchInputs(question=question, files=list(file), urls=urls, search=search, depth=depth,
+                                breadth=breadth, models=list(model) or ["local:extractive"])
+        options = ResearchOptions(cache_dir=cache_dir, out_dir=out or env("RESEARCH_REPORT_DIR") or "reports", formats=list(fmt), prompts_dir=prompts,
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
                                   run_id=run_id)
         _run(inputs, options, as_json=as_json, quiet=quiet)

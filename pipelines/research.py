@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Protocol
@@ -26,13 +27,15 @@ from agent.sources import Document
 from agent.sources import files as file_sources
 from agent.sources import scrape as web_steps
 from agent.sources import urls as url_sources
-from agent.sources.backend import check_search, web_backend
+from agent.sources.backend import check_search, search_available, web_backend
 from agent.steps import Paid, Runtime, StepSpec, reset_runtime, use_runtime
 from agent.templates import Prompts
 from pipelines import chunking, citations
 from pipelines.report import render
 
 SUMMARY_WORDS = 200
+MAX_DEPTH = 5
+MAX_BREADTH = 10
 MAX_SEARCH = 100
 FORMATS = ("md", "html", "json")
 
@@ -141,6 +144,14 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
     if not 0 <= search <= MAX_SEARCH:
         raise UsageError(f"--search {search} is out of range", hint=f"ask for 1 to {MAX_SEARCH} search results")
     check_search(search)
+    depth, breadth = int(inputs.depth or 0), int(inputs.breadth or 2)
+    if not 0 <= depth <= MAX_DEPTH:
+        raise UsageError(f"--depth {depth} is out of range", hint=f"use 0 to {MAX_DEPTH} rounds of follow-up research")
+    if not 1 <= breadth <= MAX_BREADTH:
+        raise UsageError(f"--breadth {breadth} is out of range", hint=f"use 1 to {MAX_BREADTH} follow-up queries a round")
+    if depth and not search_available():
+        raise UsageError("--depth needs a search backend for its follow-up queries and none is configured",
+                         hint="set FIRECRAWL_API_KEY (or FIRECRAWL_API_URL for a self-hosted Firecrawl)")
     # One URL spelled two ways is one source; file:// URLs are local files and are read as such.
     urls = url_sources.dedupe(list(inputs.urls))
     local = []
@@ -154,7 +165,26 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
     paths = list(inputs.files) + local
     files = [str(p) for p in file_sources.expand(paths)] if paths else []
     return ResearchInputs(question=question, files=files, urls=web, models=models,
-                          search=search, depth=int(inputs.depth or 0), breadth=int(inputs.breadth or 2))
+                          search=search, depth=depth, breadth=breadth)
+
+
+def parse_queries(text: str, limit: int) -> list[str]:
+    """Search queries from a planner's answer: JSON ``{"queries": [...]}`` if it gave it, else its lines."""
+    match = re.search(r"\{.*\}", text, flags=re.S)
+    queries: list[str] = []
+    if match:
+        try:
+            data = json.loads(match.group(0))
+            queries = [str(q) for q in data.get("queries", []) if isinstance(q, str)]
+        except (ValueError, AttributeError):
+            queries = []
+    if not queries:
+        queries = [re.sub(r"^\s*(?:[-*+]|\d+[.)])\s*", "", line).strip().strip('"') for line in text.splitlines()]
+    out: list[str] = []
+    for q in (" ".join(q.split()) for q in queries):
+        if q and q not in out:
+            out.append(q)
+    return out[:limit]
 
 
 class Workflow:
@@ -172,6 +202,7 @@ class Workflow:
         self.providers = [get_provider(m, limits=self.limits) for m in inputs.models]
         self.web: Any = None  # made in gather, only when there are URLs or a search
         self.fatal: ResearchError | None = None
+        self._digests: dict[str, int] = {}
         self.failed: list[dict[str, str]] = []
         self.notes: list[str] = []
 
@@ -228,7 +259,7 @@ class Workflow:
         """Every source to read: files, URLs, then search results not already among them."""
         refs = list(self.inputs.files)
         urls = list(self.inputs.urls)
-        if urls or self.inputs.search:
+        if urls or self.inputs.search or self.inputs.depth:
             self.web = web_backend(self.limits, max_age=self.options.max_age)
         if not self.inputs.search:
             self.progress.stage("gather", 1)
@@ -317,37 +348,84 @@ class Workflow:
             question=self.inputs.question, summaries=summaries, analyses=analyses,
         )
 
-    async def run(self) -> ResearchResult:
-        for provider in self.providers:
-            provider.check_ready()
-        refs = await self.gather()
-        docs = await self._each("scrape", refs, self.fetch,
-                                lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
-        sources: list[Source] = []
-        seen: dict[str, int] = {}
+    def _ingest(self, refs: list[str], docs: list[Document | None], sources: list[Source]) -> list[Source]:
+        """Number the documents read, skipping content already among ``sources``; returns the new ones."""
+        new: list[Source] = []
         for ref, doc in zip(refs, docs):
             if doc is None:
                 continue
             digest = content_hash(doc.text)
-            if digest in seen:
-                self.notes.append(f"{ref} has the same content as [{seen[digest]}]; it is counted once.")
+            if digest in self._digests:
+                self.notes.append(f"{ref} has the same content as [{self._digests[digest]}]; it is counted once.")
                 continue
             source = Source(id=len(sources) + 1, uri=doc.uri, title=doc.title, text=doc.text,
                             content_type=doc.content_type)
-            seen[digest] = source.id
+            self._digests[digest] = source.id
             sources.append(source)
+            new.append(source)
+        return new
+
+    async def _read_and_summarize(self, refs: list[str], sources: list[Source], stage: str = "") -> list[Source]:
+        docs = await self._each(f"scrape{stage}", refs, self.fetch,
+                                lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
+        new = self._ingest(refs, docs, sources)
+        summaries = await self._each(f"summarize{stage}", new, self.summarize, lambda s: f"summarize [{s.id}] {s.uri}")
+        for source, summary in zip(new, summaries):
+            source.summary = summary
+        return new
+
+    async def plan(self, round_: int, sources: list[Source]) -> list[str]:
+        """Follow-up search queries proposed by the first model from what the sources said so far."""
+        summaries = self._summaries(sources)
+        breadth = self.inputs.breadth
+        text = await self._ask(
+            self.providers[0], "plan", f"plan round {round_}",
+            {"task": "plan", "question": self.inputs.question, "summaries": summaries, "breadth": breadth},
+            question=self.inputs.question, summaries=summaries, breadth=breadth,
+        )
+        return parse_queries(text, breadth)
+
+    async def deepen(self, sources: list[Source]) -> None:
+        """``--depth`` rounds of plan -> search -> read -> summarize; each step durable, so a resume decides alike."""
+        searched: set[str] = {self.inputs.question.lower()}
+        seen = {url_sources.normalize_url(s.uri) for s in sources if url_sources.is_web_url(s.uri)}
+        per_query = self.inputs.search or 3
+        for round_ in range(1, self.inputs.depth + 1):
+            (queries,) = await self._each(f"plan {round_}", [round_], lambda r: self.plan(r, sources),
+                                          lambda r: f"plan round {r}")
+            queries = [q for q in queries or [] if q.lower() not in searched]
+            if not queries:
+                self.notes.append(f"Round {round_} of deep research proposed no new queries; it stopped there.")
+                return
+            searched.update(q.lower() for q in queries)
+            hits = await self._each(f"search {round_}", queries,
+                                    lambda q: web_steps.search(self.runtime, self.web, q, per_query,
+                                                               max_age=self.options.max_age),
+                                    lambda q: f"search {q!r}")
+            refs = []
+            for hit in (h for found in hits if found for h in found):
+                if url_sources.is_web_url(hit.url) and url_sources.normalize_url(hit.url) not in seen:
+                    seen.add(url_sources.normalize_url(hit.url))
+                    refs.append(hit.url)
+            if refs:
+                await self._read_and_summarize(refs, sources, f" {round_}")
+
+    async def run(self) -> ResearchResult:
+        for provider in self.providers:
+            provider.check_ready()
+        refs = await self.gather()
+        sources: list[Source] = []
+        await self._read_and_summarize(refs, sources)
         if not sources:
             first = f", the first with: {self.failed[0]['error']}" if self.failed else ""
             raise UsageError(f"none of the sources could be read{first}",
                              hint="check the paths and URLs given")
-
-        summaries = await self._each("summarize", sources, self.summarize, lambda s: f"summarize [{s.id}] {s.uri}")
-        for source, summary in zip(sources, summaries):
-            source.summary = summary
         if all(s.summary is None for s in sources):
             first = next(f for f in self.failed if f["stage"] == "summarize")
             raise ResearchError(f"every summary failed, the first with: {first['error']}",
                                 hint=f"fix that, then run: research resume {self.runtime.run_id}")
+        if self.inputs.depth:
+            await self.deepen(sources)
 
         analyses = [a for a in await self._each("analyze", self.providers, lambda p: self.analyze(p, sources),
                                                  lambda p: f"analyze with {p.model_id}") if a is not None]

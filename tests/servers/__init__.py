@@ -54,6 +54,9 @@ App = Callable[[Request], Reply]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, the body waits for the client's
+    # delayed ACK, adding ~40 ms to every answer (a real server sets TCP_NODELAY too).
+    disable_nagle_algorithm = True
     server: "_Server"
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
@@ -91,6 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of more new connections than that overflows
+    # it, and the extra clients stall or are reset, which looks like a concurrency cap in the client.
+    request_queue_size = 128
 
     def __init__(self, app: App) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
