@@ -371,7 +371,8 @@ class Workflow:
         new = self._ingest(refs, docs, sources)
         summaries = await self._each(f"summarize{stage}", new, self.summarize, lambda s: f"summarize [{s.id}] {s.uri}")
         for source, summary in zip(new, summaries):
-            source.summary = summary
+            # A summary speaks of one source; numbered citations in it would point at nothing.
+            source.summary = citations.verify(summary, set())[0] if summary is not None else None
         return new
 
     async def plan(self, round_: int, sources: list[Source]) -> list[str]:
@@ -433,8 +434,8 @@ class Workflow:
         for analysis in analyses:
             analysis["text"], bad = citations.verify(analysis["text"], valid)
             if bad:
-                self.notes.append(f"{analysis['model']} cited {', '.join(f'[{n}]' for n in bad)}, which name no source; "
-                                  "those citations were removed.")
+                self.notes.append(f"{analysis['model']} cited source numbers {', '.join(map(str, bad))}, which do not "
+                                  "exist; those citations were removed.")
         synthesis = ""
         if analyses:
             (synthesis,) = await self._each("report", [None], lambda _: self.synthesize(sources, analyses),
@@ -442,8 +443,8 @@ class Workflow:
             if synthesis:
                 synthesis, bad = citations.verify(synthesis, valid)
                 if bad:
-                    self.notes.append(f"The synthesis cited {', '.join(f'[{n}]' for n in bad)}, which name no source; "
-                                      "those citations were removed.")
+                    self.notes.append(f"The synthesis cited source numbers {', '.join(map(str, bad))}, which do not "
+                                      "exist; those citations were removed.")
         return ResearchResult(
             run_id=self.runtime.run_id or "", status="completed", question=self.inputs.question,
             models=list(self.inputs.models), started_at=self.started_at, sources=sources,

@@ -20,6 +20,9 @@ from tests.servers.anthropic_api import AnthropicAPI
 from tests.servers.gemini_api import GeminiAPI
 from tests.servers.openai_api import OpenAIAPI
 
+# google-genai defines a ClientSession subclass, which aiohttp frowns upon; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
 MODELS = ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5", "gemini:gemini-2.5-flash"]
 KEYS = {"openai": "openai-key-1a2b3c", "anthropic": "anthropic-key-4d5e6f", "gemini": "gemini-key-7a8b9c"}
 

@@ -33,7 +33,7 @@ from tests.servers.fake_api import digest
 from tests.servers.gemini_api import GeminiAPI
 from tests.servers.openai_api import OpenAIAPI
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 
 RUN_ID = "crash-hosted"
 LATENCY = 0.2

@@ -27,6 +27,9 @@ from tests.servers.fake_api import FakeAPI
 from tests.servers.gemini_api import GeminiAPI
 from tests.servers.openai_api import OpenAIAPI
 
+# google-genai defines a ClientSession subclass, which aiohttp frowns upon; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
 KEY = "test-key-4c1d9f27"
 
 

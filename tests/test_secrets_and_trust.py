@@ -1,0 +1,61 @@
+"""Keys never reach the cache, journal, reports or messages; invented citations never reach a report."""
+
+import re
+from pathlib import Path
+
+from tests.helpers import CORPUS, QUESTION, cli, cli_json
+from tests.servers import serve
+from tests.servers.openai_api import OpenAIAPI
+
+SECRET = "sk-proj-SECRETSECRET0123456789abcdef"
+
+
+class Inventive(OpenAIAPI):
+    """Cites a real source and one that does not exist."""
+
+    def answer_text(self, model, request):
+        return "Heat pumps keep working in the cold [1]. A famous study proves it [42]. Costs vary [2, 17]."
+
+
+def every_file_text(*roots: Path) -> str:
+    chunks = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                chunks.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(chunks)
+
+
+def test_api_key_is_nowhere_on_disk_or_in_output(tmp_path, monkeypatch):
+    with serve(OpenAIAPI(key=SECRET)) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        ok = cli("run", QUESTION, "--file", CORPUS, "--model", "openai:gpt-4o-mini", "--run-id", "s1",
+                 "--format", "md,html,json", "--json")
+        assert ok.exit_code == 0, ok.stderr
+        assert server.requests[0].headers["authorization"] == f"Bearer {SECRET}"  # it was really used
+        shown = cli("show", "s1", "--json")
+        # a rejection that echoes the key back, as some vendors do
+        monkeypatch.setenv("OPENAI_API_KEY", SECRET + "X")
+        rejected = cli("run", "Another question?", "--file", CORPUS, "--model", "openai:gpt-4o-mini", "--run-id", "s2")
+    assert rejected.exit_code == 1 and "OPENAI_API_KEY" in rejected.stderr
+    outputs = ok.stdout + ok.stderr + shown.stdout + rejected.stdout + rejected.stderr
+    disk = every_file_text(Path(tmp_path / "cache"), Path("reports"))
+    assert "journal" in "".join(p.name for p in (tmp_path / "cache").iterdir())
+    for text in (outputs, disk):
+        assert SECRET not in text
+        assert SECRET[8:24] not in text
+
+
+def test_invented_citations_are_removed_and_reported(monkeypatch):
+    with serve(Inventive()) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0000000000000000")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        out = cli_json("run", QUESTION, "--file", CORPUS, "--model", "openai:gpt-4o-mini")
+    report = Path(out["report_path"]).read_text()
+    body = report.split("## References")[0]
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", body)}
+    assert cited <= {1, 2, 3, 4, 5}
+    assert "[42]" not in report and "[17]" not in report
+    assert "openai:gpt-4o-mini cited source numbers 17, 42, which do not exist" in report
+    assert "Costs vary [2]." in report
