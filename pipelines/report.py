@@ -22,6 +22,11 @@ OFFLINE_NOTE = (
 )
 
 
+def _md_text(text: str) -> str:
+    """Text safe inside a Markdown link label."""
+    return text.replace("[", "(").replace("]", ")")
+
+
 def _uses_local(models: list[str]) -> bool:
     return any(m.startswith("local:") for m in models)
 
@@ -52,7 +57,10 @@ def markdown(result: "ResearchResult") -> str:
         lines.append("")
     lines += ["## References", ""]
     for source in result.sources:
-        lines.append(f"{source.id}. {source.title}: {source.uri}")
+        if source.uri.startswith(("http://", "https://")):
+            lines.append(f"{source.id}. [{_md_text(source.title or source.uri)}]({source.uri}): <{source.uri}>")
+        else:
+            lines.append(f"{source.id}. {source.title}: {source.uri}")
     lines.append("")
     return "\n".join(lines)
 
@@ -87,7 +95,7 @@ ol li, ul li {{ margin: .25rem 0; }}
 
 def as_json(result: "ResearchResult") -> str:
     data: dict[str, Any] = asdict(result)
-    data.pop("markdown", None)
+    data["markdown"] = markdown(result)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

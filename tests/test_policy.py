@@ -144,3 +144,22 @@ def test_parse_retry_after_forms():
     assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412490.0) == 0.0
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None and parse_retry_after(None) is None
+
+
+def test_a_policy_kept_past_its_event_loop_still_works():
+    # Callers may hold on to a policy (the web sources keep theirs); its semaphore is bound to the
+    # loop it first waited in, so a later loop must get a policy of its own rather than an error.
+    policy = Policy("kept", Limits(concurrency=1))
+    order: list[int] = []
+
+    async def burst(tag: int):
+        async def attempt():
+            await asyncio.sleep(0.01)
+            order.append(tag)
+            return tag
+
+        return await asyncio.gather(*(policy.run(attempt, provider="kept") for _ in range(3)))
+
+    assert asyncio.run(burst(1)) == [1, 1, 1]
+    assert asyncio.run(burst(2)) == [2, 2, 2]
+    assert order == [1, 1, 1, 2, 2, 2]

@@ -81,7 +81,7 @@ def test_urls_file_is_read_and_duplicate_urls_are_fetched_once(tmp_path):
     report = Path(out["report_path"]).read_text()
     # --url sources come first, then the list's, each under its first spelling
     assert "[1] Running costs" in report and "[2] Heat pumps in the cold" in report and "[3]" not in report
-    assert f"Running costs: {server.url}/costs\n" in report
+    assert f"1. [Running costs]({server.url}/costs): <{server.url}/costs>\n" in report
 
 
 def test_identical_content_at_two_urls_is_one_source():

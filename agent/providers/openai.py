@@ -14,7 +14,7 @@ the same way. SDK errors are mapped to the project's in :func:`_map_error`, and 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -46,6 +46,8 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 class OpenAIProvider(Provider):
     name = "openai"
     key_variables = ("OPENAI_API_KEY",)
+    #: Whether this is OpenAI's own API, with its newer parameters and its reasoning models.
+    official: ClassVar[bool] = True
 
     def __init__(self, model: str, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
@@ -70,8 +72,8 @@ class OpenAIProvider(Provider):
             messages.append({"role": "system", "content": request.system})
         messages.append({"role": "user", "content": request.prompt})
         params: dict[str, Any] = {"model": self.model, "messages": messages}
-        reasoning = self.name == "openai" and self.model.startswith(_REASONING_PREFIXES)
-        if self.name == "openai":
+        reasoning = self.official and self.model.startswith(_REASONING_PREFIXES)
+        if self.official:
             params["max_completion_tokens"] = request.max_tokens
         else:
             params["max_tokens"] = request.max_tokens
@@ -103,6 +105,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     name = "openai-compatible"
     key_optional = True
+    official = False
 
     @cached_property
     def endpoint(self) -> str:
@@ -124,6 +127,7 @@ class OllamaProvider(OpenAIProvider):
 
     name = "ollama"
     key_variables = ()
+    official = False
     # Ollama serves a few thousand tokens of context unless the model is configured for more.
     context_window = 8_192
 

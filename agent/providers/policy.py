@@ -57,6 +57,7 @@ class Policy:
         self.semaphore = asyncio.Semaphore(max(1, limits.concurrency))
         self.limiter = RateLimiter(limits.rpm) if limits.rpm else None
         self._backoff = wait_random_exponential(multiplier=0.5, max=limits.retry_cap_s)
+        self._loop: "weakref.ref[asyncio.AbstractEventLoop] | None" = None
 
     @classmethod
     def for_provider(cls, name: str, limits: Limits) -> "Policy":
@@ -78,6 +79,13 @@ class Policy:
 
     async def run(self, attempt: Callable[[], Awaitable[T]], *, provider: str) -> T:
         """Run ``attempt`` (a fresh coroutine each time) under the policy."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = weakref.ref(loop)
+        elif self._loop() is not loop:
+            # A caller kept this policy past its event loop (a notebook, a second asyncio.run): its
+            # semaphore belongs to the old loop, so the call goes to this loop's own policy.
+            return await Policy.for_provider(self.name, self.limits).run(attempt, provider=provider)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.limits.max_retries + 1),
             wait=self.wait_for,
