@@ -20,6 +20,7 @@ from agent.errors import BudgetExceeded, ProviderError, ResearchError, RunStoppe
 from agent.journal import totals
 from agent.keys import content_hash
 from agent.llm import CompletionRequest, complete
+from agent.pricing import price_of
 from agent.providers import DEFAULT_MODEL, get_provider, parse_model_id
 from agent.runs import Workspace, new_run_id
 from agent.secrets import redact
@@ -414,6 +415,9 @@ class Workflow:
     async def run(self) -> ResearchResult:
         for provider in self.providers:
             provider.check_ready()
+            if self.options.max_cost is not None and price_of(provider.name, provider.model) is None:
+                raise UsageError(f"--max-cost cannot be kept for {provider.model_id}: its price is unknown",
+                                 hint="add it to a price file named by RESEARCH_PRICES, or drop --max-cost")
         refs = await self.gather()
         sources: list[Source] = []
         await self._read_and_summarize(refs, sources)

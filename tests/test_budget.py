@@ -46,3 +46,16 @@ def test_costs_are_reported_and_saved_on_replay(tmp_path, monkeypatch):
     assert first["totals"]["cost_usd"] > 0
     assert second["totals"]["cost_usd"] == 0
     assert abs(second["totals"]["saved_usd"] - first["totals"]["cost_usd"]) < 1e-6
+
+
+def test_budget_with_an_unpriced_model_is_refused_before_any_call(monkeypatch):
+    from tests.servers import serve
+    from tests.servers.openai_api import OpenAIAPI
+
+    with serve(OpenAIAPI()) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0000000000000000")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        result = cli("run", QUESTION, "--file", CORPUS, "--model", "openai:my-finetune", "--max-cost", "1")
+        assert server.requests == []
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "price is unknown" in result.stderr and "RESEARCH_PRICES" in result.stderr
