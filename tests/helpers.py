@@ -36,3 +36,21 @@ def research_proc(*args: str, env: dict[str, str], cwd: str | Path, **kw) -> sub
 def research_run(*args: str, env: dict[str, str], cwd: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "agent", *map(str, args)], env=env, cwd=str(cwd),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def completed_events(cache: Path, kind: str | None = None) -> int:
+    """Completed step events in a cache's journal, read while another process may be writing it."""
+    import sqlite3
+
+    db = Path(cache) / "journal.sqlite3"
+    if not db.exists():
+        return 0
+    query = "SELECT COUNT(*) FROM events WHERE status = 'completed'" + (" AND kind = ?" if kind else "")
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute(query, (kind,) if kind else ()).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import subprocess_env
-from tests.helpers import research_proc, research_run
+from tests.helpers import completed_events, research_proc, research_run
 
 QUESTION = "How should a team run durable research pipelines?"
 TOPICS = ["caching", "journals", "retries", "budgets", "replay", "freshness", "citations", "providers",
@@ -33,20 +33,6 @@ def make_corpus(root: Path) -> Path:
             f"percent in a month of nightly runs. Without {topic}, a crash at step {100 + i} meant starting over.\n"
         )
     return corpus
-
-
-def completed_events(cache: Path) -> int:
-    db = cache / "journal.sqlite3"
-    if not db.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM events WHERE status = 'completed'").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
 
 
 def events(cache: Path, run_id: str) -> list[tuple]:

@@ -26,7 +26,7 @@ import pytest
 
 from agent.store import Store
 from tests.conftest import subprocess_env
-from tests.helpers import CORPUS, QUESTION, cli, research_proc
+from tests.helpers import CORPUS, QUESTION, cli, completed_events, research_proc
 from tests.servers import serve
 from tests.servers.anthropic_api import AnthropicAPI
 from tests.servers.fake_api import digest
@@ -49,20 +49,6 @@ def run_args(cache: Path, out: Path) -> list[str]:
     for model in MODELS:
         args += ["--model", model]
     return args
-
-
-def completed_llm_events(cache: Path) -> int:
-    db = cache / "journal.sqlite3"
-    if not db.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM events WHERE status = 'completed' AND kind = 'llm'").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
 
 
 def journaled_requests(cache: Path) -> set[str]:
@@ -108,7 +94,7 @@ def test_sigkill_mid_run_then_resume_pays_for_nothing_twice(tmp_path, apis):
         # two summaries answered and journaled, two more on the wire
         "summaries": lambda cache: len(servers["openai"].requests) >= 4,
         # every summary done, the three analyses racing to finish
-        "analyses": lambda cache: completed_llm_events(cache) >= 6,
+        "analyses": lambda cache: completed_events(cache, "llm") >= 6,
     }
     for point, reached in kill_points.items():
         for name in fakes:
