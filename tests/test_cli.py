@@ -180,3 +180,36 @@ def test_dotenv_is_read(tmp_path):
     result = research_run("run", QUESTION, "--file", "corpus", env=env, cwd=os.getcwd())
     assert result.returncode == 0, result.stderr
     assert Path("from-dotenv/journal.sqlite3").exists()
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path):
+    """On a terminal (a real pty) stderr shows the stages; with --quiet, or piped, it stays empty."""
+    import pty
+
+    env = subprocess_env(RESEARCH_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="100")
+
+    def on_pty(*extra):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "agent", "run", QUESTION, "--file", str(CORPUS), *extra],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, cwd=tmp_path, env=env)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the child closed its end
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+        os.close(master)
+        return proc, b"".join(chunks).decode("utf-8", "replace")
+
+    proc, screen = on_pty()
+    assert proc.returncode == 0
+    for stage in ("scrape", "summarize", "analyze", "report"):
+        assert stage in screen
+    assert "12 replayed" in screen or "12 paid" in screen
+    proc, screen = on_pty("--quiet")
+    assert proc.returncode == 0 and screen.strip() == ""
