@@ -100,7 +100,7 @@ def _progress(quiet: bool, as_json: bool):
 
 
 def _run(inputs: Any, options: Any, *, as_json: bool, quiet: bool) -> None:
-    from pipelines.research import execute
+    from pipelines.runner import execute
 
     with _progress(quiet, as_json) as progress:
         try:
@@ -183,7 +183,8 @@ def resume(
 ) -> None:
     """Continue a run: completed steps replay, the rest are paid for."""
     with _edge(debug):
-        from pipelines.research import ResearchOptions, resume_inputs
+        from pipelines.research import ResearchOptions
+        from pipelines.runner import resume_inputs
 
         inputs, config = resume_inputs(cache_dir, run_id)
         options = ResearchOptions.from_json(config, cache_dir=cache_dir, run_id=run_id, max_cost=max_cost)

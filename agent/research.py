@@ -92,7 +92,7 @@ class Research:
     async def arun(self, question: str, *, files: Sequence[str | Path] = (), urls: Sequence[str] = (),
                    search: int = 0, depth: int = 0, breadth: int = 2, run_id: str | None = None) -> ResearchReport:
         """Run (or, with the id of an unfinished run, resume) research; see :meth:`run`."""
-        from pipelines.research import execute
+        from pipelines.runner import execute
 
         inputs, options = self._prepare(question, files, urls, search, depth, breadth, run_id)
         result = await execute(inputs, options)

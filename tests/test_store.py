@@ -1,7 +1,6 @@
 """The store: JSON records only; pickles planted in the cache directory never execute."""
 
 import os
-import pickle
 import sqlite3
 import time
 
