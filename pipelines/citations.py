@@ -45,3 +45,19 @@ def verify(text: str, valid: set[int]) -> tuple[str, list[int]]:
 def cited(text: str) -> set[int]:
     """Every source number cited in ``text``."""
     return {n for m in _GROUP.finditer(text) for n in _numbers(m.group(1))}
+
+
+def agreement(analyses: list[dict[str, str]]) -> str:
+    """A section comparing which sources each model's analysis relied on, for a synthesis that lacks one."""
+    lines = ["## Where the models agreed and disagreed", ""]
+    if len(analyses) < 2:
+        lines.append("Only one model analysed the sources, so there is nothing to compare.")
+        return "\n".join(lines)
+    sets = [cited(a["text"]) for a in analyses]
+    common = set.intersection(*sets)
+    lines.append("All models drew on " + (", ".join(f"[{n}]" for n in sorted(common)) if common else "no common source") + ".")
+    for i, (analysis, ids) in enumerate(zip(analyses, sets)):
+        others = set().union(*(other for j, other in enumerate(sets) if j != i))
+        if ids - others:
+            lines.append(f"Only {analysis['model']} relied on " + ", ".join(f"[{n}]" for n in sorted(ids - others)) + ".")
+    return "\n".join(lines)

@@ -445,6 +445,8 @@ class Workflow:
                 if bad:
                     self.notes.append(f"The synthesis cited source numbers {', '.join(map(str, bad))}, which do not "
                                       "exist; those citations were removed.")
+                if not re.search(r"^#+ .*agree", synthesis, flags=re.M | re.I):
+                    synthesis = synthesis.rstrip() + "\n\n" + citations.agreement(analyses)
         return ResearchResult(
             run_id=self.runtime.run_id or "", status="completed", question=self.inputs.question,
             models=list(self.inputs.models), started_at=self.started_at, sources=sources,

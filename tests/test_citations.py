@@ -24,3 +24,13 @@ def test_non_citation_brackets_are_left_alone():
 
 def test_cited_collects_numbers():
     assert cited("x [1] y [2, 4] z [5-6]") == {1, 2, 4, 5, 6}
+
+
+def test_agreement_section_compares_cited_sources():
+    from pipelines.citations import agreement
+
+    text = agreement([{"model": "a:x", "text": "One [1]. Two [2]."}, {"model": "b:y", "text": "One [1]. Three [3]."}])
+    assert text.startswith("## Where the models agreed and disagreed")
+    assert "All models drew on [1]." in text
+    assert "Only a:x relied on [2]." in text and "Only b:y relied on [3]." in text
+    assert "nothing to compare" in agreement([{"model": "a:x", "text": "[1]"}])

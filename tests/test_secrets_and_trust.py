@@ -59,3 +59,5 @@ def test_invented_citations_are_removed_and_reported(monkeypatch):
     assert "[42]" not in report and "[17]" not in report
     assert "openai:gpt-4o-mini cited source numbers 17, 42, which do not exist" in report
     assert "Costs vary [2]." in report
+    # the model wrote no comparison section, so the report adds one from what each analysis cited
+    assert "## Where the models agreed and disagreed" in report
