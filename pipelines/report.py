@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html as _html
 import json
+import re
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +69,9 @@ def markdown(result: "ResearchResult") -> str:
 def html(result: "ResearchResult") -> str:
     from markdown_it import MarkdownIt
 
+    # Raw HTML in model text is escaped, never passed through: a report must not run a model's markup.
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown(result))
+    body = _link_citations(body, {s.id for s in result.sources})
     title = _html.escape(result.question)
     return f"""<!doctype html>
 <html lang="en">
@@ -91,6 +94,18 @@ ol li, ul li {{ margin: .25rem 0; }}
 </body>
 </html>
 """
+
+
+def _link_citations(body: str, ids: set[int]) -> str:
+    """Make each [n] a link to reference n, and give the references list their anchors."""
+    head, sep, refs = body.rpartition("<h2>References</h2>")
+    if not sep:
+        return body
+    count = iter(range(1, 10**6))
+    refs = re.sub(r"<li>", lambda _: f'<li id="ref-{next(count)}">', refs)
+    head = re.sub(r"\[(\d+)\]", lambda m: f'<a href="#ref-{m.group(1)}">[{m.group(1)}]</a>'
+                  if int(m.group(1)) in ids else m.group(0), head)
+    return head + sep + refs
 
 
 def as_json(result: "ResearchResult") -> str:

@@ -213,3 +213,10 @@ def test_progress_shows_on_a_terminal_only(tmp_path):
     assert "12 replayed" in screen or "12 paid" in screen
     proc, screen = on_pty("--quiet")
     assert proc.returncode == 0 and screen.strip() == ""
+
+
+def test_html_report_links_citations_and_escapes_markup():
+    out = run_json("--run-id", "h1", "--format", "html")
+    page = Path(out["report_paths"]["html"]).read_text()
+    assert '<a href="#ref-1">[1]</a>' in page and '<li id="ref-5">' in page
+    assert "<script" not in page

@@ -61,3 +61,20 @@ def test_invented_citations_are_removed_and_reported(monkeypatch):
     assert "Costs vary [2]." in report
     # the model wrote no comparison section, so the report adds one from what each analysis cited
     assert "## Where the models agreed and disagreed" in report
+
+
+class Scripted(OpenAIAPI):
+    """Answers with markup, as a confused or manipulated model might."""
+
+    def answer_text(self, model, request):
+        return 'Fine [1]. <script>alert("x")</script> <img src=x onerror=alert(1)>'
+
+
+def test_model_markup_is_escaped_in_the_html_report(monkeypatch):
+    with serve(Scripted()) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0000000000000000")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        out = cli_json("run", QUESTION, "--file", CORPUS, "--model", "openai:gpt-4o-mini", "--format", "html")
+    page = Path(out["report_paths"]["html"]).read_text()
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;" in page
