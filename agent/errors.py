@@ -111,6 +111,13 @@ class SourceError(ResearchError):
         self.retry_after = retry_after
 
 
+class SourceAuthError(SourceError):
+    """The web backend refused the account itself (a rejected key, no credits): every other call would
+    fail the same way, so the run stops (resumably) instead of failing each source in turn."""
+
+    fatal = True
+
+
 class BudgetExceeded(ResearchError):
     """The next paid call would take the run past its ``--max-cost``."""
 

@@ -19,17 +19,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, AsyncContextManager, Awaitable, Callable, ClassVar, TypeVar
 
 from agent.config import Limits, env
-from agent.errors import SourceError, UsageError
+from agent.errors import SourceAuthError, SourceError, UsageError
 from agent.sources import Document
 
 T = TypeVar("T")
 
-
-class SourceAuthError(SourceError):
-    """The web backend refused the account itself (a rejected key, no credits): every other call would
-    fail the same way, so the run stops (resumably) instead of failing each source in turn."""
-
-    fatal = True
+__all__ = ["FetchLimits", "SearchHit", "SourceAuthError", "WebBackend", "check_search", "search_available", "web_backend"]
 
 
 @dataclass(frozen=True)
