@@ -16,7 +16,7 @@ from agent.config import Limits
 from agent.errors import ProviderError
 from agent.llm import CompletionRequest
 from agent.providers import get_provider
-from agent.providers.base import parse_retry_after
+from agent.providers.policy import parse_retry_after
 from agent.providers.policy import Policy
 from tests.servers import serve
 from tests.servers.openai_api import OpenAIAPI

@@ -6,17 +6,15 @@ when that fails. Retries, timeouts and concurrency are not its business: :meth:`
 every provider in the same policy (see :mod:`agent.providers.policy`).
 
 The helpers below keep the adapters uniform: :func:`http_error` decides, from a status code alone,
-whether a failure is fatal, retryable or final, and :func:`parse_retry_after` reads the server's wait
-from the same headers whichever vendor sent them.
+whether a failure is fatal, retryable or final, and reads the server's wait with
+:func:`agent.providers.policy.parse_retry_after`, from the same headers whichever vendor sent them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import re
-import time
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
 
@@ -128,32 +126,6 @@ class LoopClient(Generic[C]):
             await self._close(client)
 
 
-def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
-    """Seconds the server asked us to wait: ``retry-after-ms``, else ``Retry-After`` as seconds or a date."""
-    if not headers:
-        return None
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def one_line(text: Any, limit: int = _MESSAGE_LIMIT) -> str:
     """A vendor's error text made safe to print: keys masked, whitespace collapsed, length capped."""
     text = " ".join(redact(str(text or "")).split())
@@ -198,6 +170,8 @@ def http_error(
         return AuthError(provider.name, provider.key_variable() or "the API key", status)
     detail = one_line(message)
     if retry_after is None:
+        from agent.providers.policy import parse_retry_after  # tenacity loads with the first call, not at startup
+
         retry_after = parse_retry_after(headers)
     if status == 429:
         return ProviderError(

@@ -14,9 +14,10 @@ waiting any ``Retry-After`` uncapped), so adapters turn SDK retries off and this
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 import weakref
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Mapping, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -25,6 +26,32 @@ from agent.errors import ProviderError, SourceError
 
 T = TypeVar("T")
 _policies: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Policy]]" = weakref.WeakKeyDictionary()
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, else ``Retry-After`` as seconds or a date."""
+    if not headers:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _retryable(exc: BaseException) -> bool:

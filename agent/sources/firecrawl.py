@@ -20,7 +20,7 @@ from agent.errors import SourceError, UsageError
 from agent.sources import Document
 from agent.sources.backend import FetchLimits, SearchHit, SourceAuthError, WebBackend
 from agent.sources.convert import title_from_markdown
-from agent.sources.web import retry_after_seconds
+from agent.providers.policy import parse_retry_after
 
 DEFAULT_API_URL = "https://api.firecrawl.dev"
 #: Part of every Firecrawl step key: bump it when the mapping of Firecrawl's answers to documents changes.
@@ -37,7 +37,7 @@ def _status_of(exc: BaseException) -> int | None:
 def _retry_after(exc: BaseException) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
-    return retry_after_seconds(headers.get("retry-after")) if headers is not None else None
+    return parse_retry_after(headers)
 
 
 def _brief(exc: BaseException) -> str:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import socket
 import ssl
-import time
 from typing import Any, AsyncContextManager, Iterator
 from urllib.parse import urlsplit
 
 import httpx
 
 from agent.errors import SourceError
+from agent.providers.policy import parse_retry_after
 from agent.sources import Document
 from agent.sources.backend import FetchLimits, WebBackend
 from agent.sources.convert import HTML_TYPES, PDF_TYPES, title_from_markdown, to_text
@@ -40,22 +39,6 @@ _REASONS = {
     401: "needs a login", 403: "access denied", 404: "not found", 410: "gone", 429: "rate limited",
     451: "unavailable for legal reasons",
 }
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _root_causes(exc: BaseException) -> Iterator[BaseException]:
@@ -117,7 +100,7 @@ def _status_error(url: str, response: httpx.Response) -> SourceError:
     retryable = status in (408, 425, 429) or status >= 500
     return SourceError(
         f"{url}: HTTP {status} {reason}".rstrip(), source=url, status=status, retryable=retryable,
-        retry_after=retry_after_seconds(response.headers.get("retry-after")) if retryable else None,
+        retry_after=parse_retry_after(response.headers) if retryable else None,
     )
 
 
