@@ -17,8 +17,7 @@ from agent.config import env
 from agent.errors import ProviderError
 from agent.llm import Completion, CompletionRequest, Usage
 from agent.providers.base import (
-    LoopClient,
-    Provider,
+    SDKProvider,
     body_message,
     empty_answer,
     http_error,
@@ -30,14 +29,11 @@ from agent.providers.base import (
 ANTHROPIC_URL = "https://api.anthropic.com"
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
     name = "anthropic"
     key_variables = ("ANTHROPIC_API_KEY",)
     context_window = 200_000
 
-    def __init__(self, model: str, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        self._client: LoopClient[anthropic.AsyncAnthropic] = LoopClient(self._make_client, lambda c: c.close())
 
     @cached_property
     def endpoint(self) -> str:
@@ -65,7 +61,7 @@ class AnthropicProvider(Provider):
         return params
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._client.get()
+        client = self.client()
         try:
             message = await client.messages.create(**self._params(request))
         except anthropic.AnthropicError as exc:
@@ -77,8 +73,6 @@ class AnthropicProvider(Provider):
         return Completion(text=text, usage=_usage(message.usage), model=message.model or self.model,
                           finish_reason=reason)
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 def _usage(usage: Any) -> Usage:

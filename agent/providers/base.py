@@ -126,6 +126,27 @@ class LoopClient(Generic[C]):
             await self._close(client)
 
 
+
+class SDKProvider(Provider, Generic[C]):
+    """A provider over a vendor's async SDK client, made per event loop and closed in :meth:`aclose`."""
+
+    def __init__(self, model: str, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._client: LoopClient[C] = LoopClient(self._make_client, self._close_client)
+
+    @abstractmethod
+    def _make_client(self) -> C:
+        """A new SDK client for the running loop, with the SDK's own retries turned off."""
+
+    async def _close_client(self, client: C) -> None:
+        await client.close()  # type: ignore[attr-defined]
+
+    def client(self) -> C:
+        return self._client.get()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
 def one_line(text: Any, limit: int = _MESSAGE_LIMIT) -> str:
     """A vendor's error text made safe to print: keys masked, whitespace collapsed, length capped."""
     text = " ".join(redact(str(text or "")).split())

@@ -26,8 +26,7 @@ from agent.config import env
 from agent.errors import ProviderError
 from agent.llm import Completion, CompletionRequest, Usage
 from agent.providers.base import (
-    LoopClient,
-    Provider,
+    SDKProvider,
     empty_answer,
     http_error,
     normalize_url,
@@ -53,19 +52,19 @@ def _transport_classes() -> tuple[type[BaseException], ...]:
 _TRANSPORT = _transport_classes()
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(SDKProvider[genai.Client]):
     name = "gemini"
     key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     key_lookup = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     context_window = 1_000_000
 
-    def __init__(self, model: str, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        self._client: LoopClient[genai.Client] = LoopClient(self._make_client, _close)
 
     @cached_property
     def endpoint(self) -> str:
         return normalize_url(env("GOOGLE_GEMINI_BASE_URL") or GEMINI_URL)
+
+    async def _close_client(self, client: genai.Client) -> None:
+        await _close(client)
 
     def _make_client(self) -> genai.Client:
         options = genai_types.HttpOptions(
@@ -84,7 +83,7 @@ class GeminiProvider(Provider):
         return genai_types.GenerateContentConfig(**values)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._client.get()
+        client = self.client()
         try:
             response = await client.aio.models.generate_content(
                 model=self.model, contents=request.prompt, config=self._config(request))
@@ -102,8 +101,6 @@ class GeminiProvider(Provider):
         return Completion(text=text, usage=_usage(response.usage_metadata),
                           model=response.model_version or self.model, finish_reason=reason)
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 async def _close(client: genai.Client) -> None:

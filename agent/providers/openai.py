@@ -23,8 +23,7 @@ from agent.config import env
 from agent.errors import ProviderError, UsageError
 from agent.llm import Completion, CompletionRequest, Usage
 from agent.providers.base import (
-    LoopClient,
-    Provider,
+    SDKProvider,
     body_message,
     empty_answer,
     http_error,
@@ -43,15 +42,12 @@ _NO_KEY = "no-key"
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
     name = "openai"
     key_variables = ("OPENAI_API_KEY",)
     #: Whether this is OpenAI's own API, with its newer parameters and its reasoning models.
     official: ClassVar[bool] = True
 
-    def __init__(self, model: str, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        self._client: LoopClient[openai.AsyncOpenAI] = LoopClient(self._make_client, lambda c: c.close())
 
     @cached_property
     def endpoint(self) -> str:
@@ -82,7 +78,7 @@ class OpenAIProvider(Provider):
         return params
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._client.get()
+        client = self.client()
         try:
             response = await client.chat.completions.create(**self._params(request))
         except openai.OpenAIError as exc:
@@ -96,8 +92,6 @@ class OpenAIProvider(Provider):
         return Completion(text=text, usage=_usage(response.usage), model=response.model or self.model,
                           finish_reason=reason)
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 class OpenAICompatibleProvider(OpenAIProvider):
