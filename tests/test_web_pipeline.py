@@ -219,3 +219,15 @@ def test_help_imports_neither_firecrawl_nor_the_fetcher():
     assert proc.returncode == 0, proc.stderr
     assert "--urls-file" in proc.stdout and "--search" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_fetch_limits_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RESEARCH_FETCH_MAX_BYTES", "2000")
+    big = page("Big page", *["Heat pumps keep working in cold climates when they are well sized."] * 200)
+    with serve(Site({"/big": html(big), "/costs": html(COSTS_V1)})) as server:
+        out = run("--url", f"{server.url}/big", "--url", f"{server.url}/costs", code=3)
+    failed = [s for s in steps(out["run_id"]) if s["status"] == "failed"]
+    assert len(failed) == 1 and "/big" in failed[0]["name"] and "the 2,000 bytes limit" in failed[0]["error"]
+    monkeypatch.setenv("RESEARCH_FETCH_MAX_BYTES", "lots")
+    result = cli("run", Q, "--url", "https://example.org/x")
+    assert result.exit_code == 2 and "RESEARCH_FETCH_MAX_BYTES" in result.stderr

@@ -41,8 +41,21 @@ class FetchLimits:
 
     @classmethod
     def from_limits(cls, limits: Limits | None, **overrides: Any) -> "FetchLimits":
-        """Defaults, with the run's retry settings (they are shared with the model calls)."""
+        """Defaults, then ``RESEARCH_FETCH_*`` variables, with the run's retry settings (shared with
+        the model calls), then explicit overrides."""
         values: dict[str, Any] = {}
+        for field, name, cast in (
+            ("timeout_s", "RESEARCH_FETCH_TIMEOUT", float),
+            ("per_host", "RESEARCH_FETCH_PER_HOST", int),
+            ("max_bytes", "RESEARCH_FETCH_MAX_BYTES", int),
+            ("max_redirects", "RESEARCH_FETCH_MAX_REDIRECTS", int),
+        ):
+            raw = env(name)
+            if raw is not None:
+                try:
+                    values[field] = cast(raw)
+                except ValueError:
+                    raise UsageError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number or unset it") from None
         if limits is not None:
             values.update(max_retries=limits.max_retries, retry_cap_s=limits.retry_cap_s)
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -41,6 +41,15 @@ _REASONS = {
 }
 
 
+def _size(n: int) -> str:
+    """A byte count as people read it: 2,000 bytes, 512 KB, 1 MB, 2.86 MB."""
+    if n < 10 * 1024:
+        return f"{n:,} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.3g} KB"
+    return f"{n / 1024 / 1024:.3g} MB"
+
+
 def _root_causes(exc: BaseException) -> Iterator[BaseException]:
     seen = 0
     while exc is not None and seen < 10:
@@ -173,8 +182,8 @@ class WebFetcher(WebBackend):
         return b"".join(chunks)
 
     def _too_large(self, url: str, size: int | None) -> SourceError:
-        limit = f"{self.limits.max_bytes / 1024 / 1024:g} MB"
-        got = f" ({size / 1024 / 1024:.1f} MB)" if size is not None else ""
+        limit = _size(self.limits.max_bytes)
+        got = f" ({_size(size)})" if size is not None else ""
         return SourceError(f"{url}: the page is larger than the {limit} limit{got}", source=url)
 
     def _document(self, url: str, data: bytes, mtype: str, charset: str | None) -> Document:
