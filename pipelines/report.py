@@ -70,7 +70,7 @@ def html(result: "ResearchResult") -> str:
     from markdown_it import MarkdownIt
 
     # Raw HTML in model text is escaped, never passed through: a report must not run a model's markup.
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown(result))
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(result.markdown)
     body = _link_citations(body, {s.id for s in result.sources})
     title = _html.escape(result.question)
     return f"""<!doctype html>
@@ -110,13 +110,14 @@ def _link_citations(body: str, ids: set[int]) -> str:
 
 def as_json(result: "ResearchResult") -> str:
     data: dict[str, Any] = asdict(result)
-    data["markdown"] = markdown(result)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def render(result: "ResearchResult", fmt: str) -> str:
-    if fmt == "md":
+    """The report in ``fmt``; every format is built from ``result.markdown``, which is set once here."""
+    if not result.markdown:
         result.markdown = markdown(result)
+    if fmt == "md":
         return result.markdown
     if fmt == "html":
         return html(result)

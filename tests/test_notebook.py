@@ -48,3 +48,9 @@ def test_example_notebook_executes_offline(tmp_path, monkeypatch):
     assert markdown and markdown[0].startswith(f"# {QUESTION}")
     assert any("steps replayed" in o.get("text", "") for o in outputs)
     assert list((tmp_path / "reports").glob("*.md"))
+
+
+def test_markdown_is_there_whatever_formats_are_written(tmp_path):
+    report = Research(cache_dir=tmp_path / "c", out_dir=tmp_path / "r", formats=["html"]).run(QUESTION, files=[CORPUS])
+    assert report.markdown.startswith(f"# {QUESTION}")
+    assert list(report.report_paths) == ["html"]
