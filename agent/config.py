@@ -53,6 +53,24 @@ def parse_duration(text: str) -> float:
     return number * units[text[-1]]
 
 
+def env_numbers(spec: tuple[tuple[str, str, type], ...]) -> dict[str, object]:
+    """``{field: cast(value)}`` for each ``(field, VARIABLE, cast)`` whose variable is set.
+
+    A value that is not a number is a :class:`~agent.errors.UsageError` naming the variable.
+    """
+    values: dict[str, object] = {}
+    for field, name, cast in spec:
+        raw = env(name)
+        if raw is not None:
+            try:
+                values[field] = cast(raw)
+            except ValueError:
+                from agent.errors import UsageError
+
+                raise UsageError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number or unset it") from None
+    return values
+
+
 @dataclass(frozen=True)
 class Limits:
     """How hard the project may push providers and sites. None of this is ever part of a key."""
@@ -65,21 +83,12 @@ class Limits:
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Limits":
-        values: dict[str, object] = {}
-        for field, name, cast in (
+        values = env_numbers((
             ("concurrency", "RESEARCH_CONCURRENCY", int),
             ("timeout_s", "RESEARCH_TIMEOUT", float),
             ("max_retries", "RESEARCH_MAX_RETRIES", int),
             ("retry_cap_s", "RESEARCH_RETRY_CAP", float),
             ("rpm", "RESEARCH_RPM", float),
-        ):
-            raw = env(name)
-            if raw is not None:
-                try:
-                    values[field] = cast(raw)
-                except ValueError:
-                    from agent.errors import UsageError
-
-                    raise UsageError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number or unset it")
+        ))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, AsyncContextManager, Awaitable, Callable, ClassVar, TypeVar
 
-from agent.config import Limits, env
+from agent.config import Limits, env, env_numbers
 from agent.errors import SourceAuthError, SourceError, UsageError
 from agent.sources import Document
 
@@ -43,19 +43,12 @@ class FetchLimits:
     def from_limits(cls, limits: Limits | None, **overrides: Any) -> "FetchLimits":
         """Defaults, then ``RESEARCH_FETCH_*`` variables, with the run's retry settings (shared with
         the model calls), then explicit overrides."""
-        values: dict[str, Any] = {}
-        for field, name, cast in (
+        values: dict[str, Any] = env_numbers((
             ("timeout_s", "RESEARCH_FETCH_TIMEOUT", float),
             ("per_host", "RESEARCH_FETCH_PER_HOST", int),
             ("max_bytes", "RESEARCH_FETCH_MAX_BYTES", int),
             ("max_redirects", "RESEARCH_FETCH_MAX_REDIRECTS", int),
-        ):
-            raw = env(name)
-            if raw is not None:
-                try:
-                    values[field] = cast(raw)
-                except ValueError:
-                    raise UsageError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number or unset it") from None
+        ))
         if limits is not None:
             values.update(max_retries=limits.max_retries, retry_cap_s=limits.retry_cap_s)
         values.update({k: v for k, v in overrides.items() if v is not None})
