@@ -62,20 +62,15 @@ def check_formats(formats: Iterable[str]) -> list[str]:
     return out or ["md"]
 
 
-async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress: Progress | None = None,
-                  normalized: bool = False) -> ResearchResult:
+async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress: Progress | None = None) -> ResearchResult:
     """Run (or resume) one research run and write its report; see the module docstring."""
-    if not normalized:
-        inputs = normalize_inputs(inputs)
+    inputs = normalize_inputs(inputs)
     options.formats = check_formats(options.formats)
     workspace = Workspace.open(resolve_cache_dir(options.cache_dir))
     run_id = options.run_id or new_run_id()
-    prior_cost = 0.0
     try:
-        try:
-            prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"]
-        except UsageError:
-            prior_cost = 0.0
+        # What earlier attempts of this run spent counts against its budget (0 for a new run).
+        prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"]
         workflow_ref: list[Workflow] = []
 
         async def gate(spec: StepSpec) -> None:
