@@ -28,7 +28,8 @@ from agent.sources import urls as url_sources
 from agent.sources.backend import check_search, search_available, web_backend
 from agent.steps import Paid, Runtime, StepSpec
 from agent.templates import Prompts
-from pipelines import chunking, citations
+from agent import citations
+from pipelines import chunking
 
 SUMMARY_WORDS = 200
 MAX_DEPTH = 5

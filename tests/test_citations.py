@@ -1,6 +1,6 @@
 """Citations: every [n] left in a report names a real source; invented ones are removed and reported."""
 
-from pipelines.citations import cited, verify
+from agent.citations import cited, verify
 
 
 def test_valid_citations_are_kept_and_normalized():
@@ -27,7 +27,7 @@ def test_cited_collects_numbers():
 
 
 def test_agreement_section_compares_cited_sources():
-    from pipelines.citations import agreement
+    from agent.citations import agreement
 
     text = agreement([{"model": "a:x", "text": "One [1]. Two [2]."}, {"model": "b:y", "text": "One [1]. Three [3]."}])
     assert text.startswith("## Where the models agreed and disagreed")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 from agent import extractive
+from agent.citations import agreement
 from agent.config import env
 from agent.errors import UsageError
 from agent.llm import Completion, CompletionRequest, Usage
@@ -21,7 +21,6 @@ from agent.providers.base import Provider
 MODELS = ("extractive",)
 #: Part of every local step key: bump it when the extractor's output changes, so old answers are not replayed.
 ENGINE_VERSION = 2
-_CITE = re.compile(r"\[(\d+)\]")
 
 
 def _bullets(question: str, items: list[dict], limit: int) -> list[tuple[int, str]]:
@@ -60,22 +59,9 @@ def analyze(ctx: dict) -> str:
 
 
 def report(ctx: dict) -> str:
-    question = ctx["question"]
-    best = _bullets(question, ctx["summaries"], 5)
+    best = _bullets(ctx["question"], ctx["summaries"], 5)
     answer = " ".join(cite(sent, sid) for sid, sent in best) or "The sources do not answer the question."
-    analyses = ctx.get("analyses", [])
-    cited = [{int(n) for n in _CITE.findall(a.get("text", ""))} for a in analyses]
-    lines = ["## Answer", "", answer, "", "## Where the models agreed and disagreed", ""]
-    if len(analyses) < 2:
-        lines.append("Only one model analysed the sources, so there is nothing to compare.")
-    else:
-        common = set.intersection(*cited) if cited else set()
-        lines.append("All models drew on " + (", ".join(f"[{n}]" for n in sorted(common)) if common else "no common source") + ".")
-        for analysis, ids in zip(analyses, cited):
-            only = ids - set.union(*(c for c in cited if c is not ids)) if len(cited) > 1 else set()
-            if only:
-                lines.append(f"Only {analysis['model']} relied on " + ", ".join(f"[{n}]" for n in sorted(only)) + ".")
-    return "\n".join(lines)
+    return "\n".join(["## Answer", "", answer, "", agreement(ctx.get("analyses", []))])
 
 
 def plan(ctx: dict) -> str:
