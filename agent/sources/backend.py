@@ -7,7 +7,9 @@ policy's (:mod:`agent.providers.policy`), applied by :meth:`WebBackend.scrape` a
 :meth:`WebBackend.search`, so the built-in fetcher and Firecrawl behave alike.
 
 Firecrawl is used when ``FIRECRAWL_API_KEY`` or ``FIRECRAWL_API_URL`` is set (a self-hosted Firecrawl
-needs no key); otherwise the built-in fetcher, which cannot search. Both load on first use.
+needs no key); otherwise the built-in fetcher, which cannot search. Both load on first use. Only the
+built-in fetcher connects to the pages itself, so only it can be kept from private addresses (see
+:func:`web_backend`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Any, AsyncContextManager, Awaitable, Callable, ClassVar, TypeVar
+from typing import Any, AsyncContextManager, Awaitable, Callable, ClassVar, Iterable, TypeVar
 
 from agent.config import Limits, env, env_numbers
 from agent.errors import SourceAuthError, SourceError, UsageError
@@ -156,10 +158,20 @@ def check_search(count: int) -> None:
         )
 
 
-def web_backend(limits: Limits | None = None, *, max_age: float | None = None, **overrides: Any) -> WebBackend:
+def web_backend(limits: Limits | None = None, *, max_age: float | None = None,
+                trusted_hosts: Iterable[str] | None = None, allow_private: bool = False,
+                **overrides: Any) -> WebBackend:
     """Firecrawl if it is configured, else the built-in fetcher; each imported only here.
 
     ``max_age`` is the run's freshness wish, passed on to backends that keep their own page cache.
+
+    ``trusted_hosts`` and ``allow_private`` guard the built-in fetcher against being led into private
+    addresses (:mod:`agent.sources.guard`). Pass the hosts the user named (``--url``, ``--urls-file``,
+    a report's ``urls``), as hosts or URLs: those, and redirects staying on them, may be private;
+    search results, planner-chosen URLs and redirects to other hosts may not. An empty iterable trusts
+    no host. ``None``, the default, trusts every host: the behaviour of callers from before the guard,
+    kept until they pass their hosts. ``allow_private=True`` (``--allow-private-hosts``) allows every
+    address. Firecrawl fetches on its own side, so neither applies to it.
     """
     fetch_limits = FetchLimits.from_limits(limits, **overrides)
     if firecrawl_configured():
@@ -168,4 +180,4 @@ def web_backend(limits: Limits | None = None, *, max_age: float | None = None, *
         return FirecrawlBackend(limits=fetch_limits, max_age=max_age)
     from agent.sources.web import WebFetcher
 
-    return WebFetcher(limits=fetch_limits)
+    return WebFetcher(limits=fetch_limits, trusted_hosts=trusted_hosts, allow_private=allow_private)

@@ -7,6 +7,12 @@ footers and cookie banners never reach a model), PDFs to their text, recognised 
 by their ``%PDF-`` signature, since servers often send them as ``application/octet-stream`` at URLs
 without a ``.pdf``. Every failure is a :class:`~agent.errors.SourceError` saying why, and marked
 retryable when waiting might help (429, 5xx, timeouts, dropped connections).
+
+Given ``trusted_hosts``, the fetcher reaches private addresses only at those hosts: every connection,
+redirects included, goes through :mod:`agent.sources.guard`, and a refused one is a SourceError naming
+the host and the address, before any request is sent. ``trusted_hosts=None`` (callers from before the
+guard) and ``allow_private=True`` (the user's ``--allow-private-hosts``) fetch as httpx alone would,
+honouring proxies from the environment; a guarded fetcher connects directly.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from typing import Any, AsyncContextManager, Iterator
+from typing import Any, AsyncContextManager, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,6 +31,7 @@ from agent.providers.policy import parse_retry_after
 from agent.sources import Document
 from agent.sources.backend import FetchLimits, WebBackend
 from agent.sources.convert import HTML_TYPES, PDF_TYPES, title_from_markdown, to_text
+from agent.sources.guard import AddressGuard, Refused, Resolver, guarded_transport, host_key
 
 #: Part of every page read's key: bump it when the conversion of pages to text changes.
 READER_VERSION = 1
@@ -131,22 +138,35 @@ class WebFetcher(WebBackend):
     name = "web"
     can_search = False
 
-    def __init__(self, limits: FetchLimits | None = None) -> None:
+    def __init__(self, limits: FetchLimits | None = None, *, trusted_hosts: Iterable[str] | None = None,
+                 allow_private: bool = False, resolve: Resolver | None = None) -> None:
+        """``trusted_hosts``: the hosts the user named, which may be private; None trusts every host
+        (no guard, as before there was one), and an empty set none. ``allow_private`` turns the guard
+        off. ``resolve`` replaces the system resolver for guarded connections (see
+        :func:`agent.sources.guard.resolve`)."""
         super().__init__(limits)
         self._client: httpx.AsyncClient | None = None
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        self.guard: AddressGuard | None = None
+        if trusted_hosts is not None and not allow_private:
+            self.guard = AddressGuard(trusted_hosts, resolve=resolve)
 
     def key_options(self) -> dict[str, Any]:
         return {"reader": READER_VERSION}
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            pool = httpx.Limits(max_connections=max(self.limits.concurrency, self.limits.per_host))
+            # httpx follows the redirects itself; the guard sits under it, where each hop connects.
+            connection: dict[str, Any] = {"limits": pool}
+            if self.guard is not None:
+                connection = {"transport": guarded_transport(self.guard, limits=pool)}
             self._client = httpx.AsyncClient(
                 follow_redirects=True,
                 max_redirects=self.limits.max_redirects,
                 timeout=httpx.Timeout(self.limits.timeout_s),
                 headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
-                limits=httpx.Limits(max_connections=max(self.limits.concurrency, self.limits.per_host)),
+                **connection,
             )
         return self._client
 
@@ -157,6 +177,15 @@ class WebFetcher(WebBackend):
         return self._hosts[host]
 
     async def scrape_once(self, url: str) -> Document:
+        try:
+            return await self._fetch(url)
+        except Refused as refused:
+            # The guard only knows the host it was asked to connect to; another host than the URL's
+            # means a redirect led there.
+            reason = refused.reason(redirected=refused.host != host_key(url))
+            raise SourceError(f"{url}: {reason}", source=url) from refused
+
+    async def _fetch(self, url: str) -> Document:
         with map_httpx_errors(url, self.limits):
             async with self._http().stream("GET", url) as response:
                 if response.status_code >= 400:

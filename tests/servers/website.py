@@ -1,17 +1,19 @@
 """A small website for the fetcher tests: pages by path, each a scripted :class:`Reply`, plus a PDF maker.
 
 ``Site`` is an app for :func:`tests.servers.serve`; its pages can be swapped while it runs (a page that
-changed between two runs), and it counts the requests each path received.
+changed between two runs), and it counts the requests each path received. :func:`serve_at` runs one on
+another loopback address, such as 127.0.0.2: another "machine" for redirects to private addresses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import zlib
 from collections import Counter
-from typing import Callable
+from typing import Callable, Iterator
 
-from tests.servers import Reply, Request
+from tests.servers import App, Reply, Request, Server, _Server
 
 HTML = "text/html; charset=utf-8"
 
@@ -110,3 +112,24 @@ class Site:
 
 def html(body: str, status: int = 200, **kw) -> Reply:
     return Reply(status, body, {"Content-Type": HTML}, **kw)
+
+
+@contextlib.contextmanager
+def serve_at(host: str, app: App) -> Iterator[Server]:
+    """Like :func:`tests.servers.serve`, on the loopback address ``host`` (127.0.0.0/8 is all loopback)."""
+
+    class _ServerAt(_Server):
+        def server_bind(self) -> None:
+            # Chosen before binding: _Server names 127.0.0.1, and the port stays the system's pick.
+            self.server_address = (host, 0)
+            super().server_bind()
+
+    server = _ServerAt(app)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    bound, port = server.server_address[:2]
+    try:
+        yield Server(url=f"http://{bound}:{port}", requests=server.requests, _server=server)
+    finally:
+        server.shutdown()
+        server.server_close()
