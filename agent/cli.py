@@ -99,12 +99,12 @@ def _progress(quiet: bool, as_json: bool):
     return RichProgress()
 
 
-def _run(inputs: Any, options: Any, *, as_json: bool, quiet: bool) -> None:
+def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool) -> None:
     from pipelines.runner import execute
 
     with _progress(quiet, as_json) as progress:
         try:
-            result = asyncio.run(execute(inputs, options, progress=progress))
+            result = asyncio.run(execute(pipeline, inputs, options, progress=progress))
         except RunStopped as exc:
             if as_json:
                 _emit_json({"run_id": exc.run_id, "status": "stopped" if exc.exit_code == 4 else "failed",
@@ -169,7 +169,7 @@ def run(
         options = ResearchOptions(cache_dir=cache_dir, out_dir=out or env("RESEARCH_REPORT_DIR") or "reports", formats=list(fmt), prompts_dir=prompts,
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
                                   run_id=run_id)
-        _run(inputs, options, as_json=as_json, quiet=quiet)
+        _run("research", inputs, options, as_json=as_json, quiet=quiet)
 
 
 @app.command()
@@ -183,12 +183,10 @@ def resume(
 ) -> None:
     """Continue a run: completed steps replay, the rest are paid for."""
     with _edge(debug):
-        from pipelines.research import ResearchOptions
-        from pipelines.runner import resume_inputs
+        from pipelines.runner import resume as rebuild
 
-        inputs, config = resume_inputs(cache_dir, run_id)
-        options = ResearchOptions.from_json(config, cache_dir=cache_dir, run_id=run_id, max_cost=max_cost)
-        _run(inputs, options, as_json=as_json, quiet=quiet)
+        pipeline, inputs, options, _ = rebuild(cache_dir, run_id, max_cost=max_cost)
+        _run(pipeline, inputs, options, as_json=as_json, quiet=quiet)
 
 
 @app.command()

@@ -11,6 +11,8 @@ page cache at once), which is the failure this journal exists for, without an fs
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import json
 import os
 import socket
@@ -18,11 +20,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from agent.errors import StoreError, UsageError
 
-SCHEMA = """
+#: The tables as the first release made them. Later changes are migrations, never edits here, so a
+#: journal written by any release opens in every later one.
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
@@ -62,10 +66,60 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, key);
 """
 
+_SCHEMA_2 = """
+ALTER TABLE runs ADD COLUMN pipeline TEXT NOT NULL DEFAULT 'research';
+ALTER TABLE runs ADD COLUMN pipeline_version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN outcome TEXT;
+ALTER TABLE runs ADD COLUMN holder TEXT;
+ALTER TABLE runs ADD COLUMN lease_expires REAL;
+ALTER TABLE runs ADD COLUMN report TEXT;
+ALTER TABLE runs ADD COLUMN slot REAL;
+CREATE INDEX IF NOT EXISTS runs_report ON runs (report, slot);
+CREATE TABLE IF NOT EXISTS effects (
+    run_id TEXT NOT NULL,
+    effect TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    detail TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, effect)
+);
+"""
+
+#: Migration ``n`` (1-based) takes a journal from schema ``n - 1`` to ``n``; ``PRAGMA user_version``
+#: holds the schema a file is at. The first release wrote version 0 with the tables of ``_SCHEMA_1``.
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _SCHEMA_2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: How long a run's lease lasts without a heartbeat; a holder renews it every third of that.
+LEASE_SECONDS = 15.0
+
 EVENT_FIELDS = (
     "key", "kind", "name", "provider", "model", "status", "replayed", "digest",
     "input_tokens", "output_tokens", "cost_usd", "saved_usd", "duration_s", "error",
 )
+
+
+class RunBusy(UsageError):
+    """Another live process holds the run: one run id has one payer at a time."""
+
+    def __init__(self, run_id: str, holder: str, since: float) -> None:
+        when = _dt.datetime.fromtimestamp(since, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        super().__init__(f"run {run_id} is already running in {holder} (since {when})",
+                         hint="wait for it to finish, or check it with 'research runs'")
+        self.run_id, self.holder, self.since = run_id, holder, since
+
+
+def _live(run: dict[str, Any], now: float) -> bool:
+    """Whether a running run's holder is still at it: its lease is current and, on this host, its process lives."""
+    if run["status"] != "running":
+        return False
+    if run.get("host") == socket.gethostname() and not _pid_alive(run.get("pid")):
+        return False  # a holder on this machine that died frees the run at once, not when its lease runs out
+    if run.get("lease_expires") is None:
+        # A run started by the first release, which kept no lease: only its pid on this host says anything.
+        return run.get("host") == socket.gethostname() and _pid_alive(run.get("pid"))
+    return run["lease_expires"] > now
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -80,6 +134,11 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def holder_id() -> str:
+    """Who holds a lease: host and process, readable by a person and by another machine."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class Journal:
     """Runs and their step events, in SQLite."""
 
@@ -92,12 +151,41 @@ class Journal:
             self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot open the run journal at {self.path}: {exc}",
                 hint="pass --cache-dir to use another directory, or move this one aside",
             ) from exc
+
+    def _migrate(self) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION`, one numbered migration at a time.
+
+        Each runs in an immediate transaction that re-reads the version first, so two processes
+        opening an old journal at once migrate it once.
+        """
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UsageError(
+                f"the run journal at {self.path} was written by a newer release (schema {version}, this one "
+                f"knows {SCHEMA_VERSION})", hint="upgrade durable-research, or pass --cache-dir for another directory")
+        while version < SCHEMA_VERSION:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
+                    for statement in filter(str.strip, MIGRATIONS[version].split(";")):
+                        self._db.execute(statement)
+                    version += 1
+                    self._db.execute(f"PRAGMA user_version = {version}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        return self._exec("PRAGMA user_version").fetchone()[0]
 
     def _exec(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         if self._pending:
@@ -108,6 +196,23 @@ class Journal:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot use the run journal at {self.path}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locked) transaction: read-then-write decisions other processes cannot race."""
+        if self._pending:
+            self.flush()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot use the run journal at {self.path}: {exc}") from exc
+
     # -- runs --------------------------------------------------------------------------------
     def start_run(
         self,
@@ -117,38 +222,73 @@ class Journal:
         inputs: dict[str, Any],
         config: dict[str, Any],
         fingerprint: str,
+        pipeline: str = "research",
+        pipeline_version: int = 1,
+        report: str | None = None,
+        slot: float | None = None,
+        holder: str | None = None,
     ) -> int:
-        """Open a run, or reopen one with the same inputs; returns the attempt number (1 for new)."""
-        now = time.time()
-        row = self._exec("SELECT fingerprint, attempts FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None:
-            self._exec(
-                "INSERT INTO runs (run_id, status, question, fingerprint, inputs, config, started_at,"
-                " updated_at, attempts, pid, host) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                (run_id, question, fingerprint, json.dumps(inputs), json.dumps(config), now, now,
-                 os.getpid(), socket.gethostname()),
-            )
-            return 1
-        if row[0] != fingerprint:
-            raise UsageError(
-                f"run {run_id} already exists with different inputs",
-                hint=f"use 'research resume {run_id}' to continue it, or pick another --run-id",
-            )
-        attempt = int(row[1]) + 1
-        self._exec(
-            "UPDATE runs SET status = 'running', attempts = ?, updated_at = ?, config = ?, finished_at = NULL,"
-            " error = NULL, pid = ?, host = ? WHERE run_id = ?",
-            (attempt, now, json.dumps(config), os.getpid(), socket.gethostname(), run_id),
-        )
-        return attempt
+        """Open a run, or reopen one with the same inputs, and take its lease; returns the attempt (1 for new).
 
-    def finish_run(self, run_id: str, status: str, *, report_path: str | None = None, error: str | None = None) -> None:
+        Raises :class:`RunBusy` while another live process holds the run: one run id is one payer.
+        """
+        now = time.time()
+        holder = holder or holder_id()
+        host, pid = socket.gethostname(), os.getpid()
+        with self._transaction() as db:
+            cur = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+            row = cur.fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO runs (run_id, status, question, fingerprint, inputs, config, started_at,"
+                    " updated_at, attempts, pid, host, pipeline, pipeline_version, holder, lease_expires, report, slot)"
+                    " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, question, fingerprint, json.dumps(inputs), json.dumps(config), now, now,
+                     pid, host, pipeline, pipeline_version, holder, now + LEASE_SECONDS, report, slot),
+                )
+                return 1
+            run = dict(zip([c[0] for c in cur.description], row))
+            if run["fingerprint"] != fingerprint or run["pipeline"] != pipeline:
+                raise UsageError(
+                    f"run {run_id} already exists with different inputs",
+                    hint=f"use 'research resume {run_id}' to continue it, or pick another --run-id",
+                )
+            if _live(run, now) and run["holder"] != holder:
+                raise RunBusy(run_id, run["holder"] or f"{run['host']}:{run['pid']}", run["updated_at"])
+            attempt = int(run["attempts"]) + 1
+            db.execute(
+                "UPDATE runs SET status = 'running', attempts = ?, updated_at = ?, config = ?, finished_at = NULL,"
+                " error = NULL, pid = ?, host = ?, holder = ?, lease_expires = ?, pipeline_version = ?"
+                " WHERE run_id = ?",
+                (attempt, now, json.dumps(config), pid, host, holder, now + LEASE_SECONDS, pipeline_version, run_id),
+            )
+            return attempt
+
+    def renew(self, run_id: str, holder: str) -> bool:
+        """Extend ``holder``'s lease on a running run; False if it no longer holds it."""
+        cur = self._exec(
+            "UPDATE runs SET lease_expires = ? WHERE run_id = ? AND holder = ? AND status = 'running'",
+            (time.time() + LEASE_SECONDS, run_id, holder),
+        )
+        return cur.rowcount == 1
+
+    def finish_run(self, run_id: str, status: str, *, report_path: str | None = None, error: str | None = None,
+                   outcome: dict[str, Any] | None = None) -> None:
         now = time.time()
         self._exec(
             "UPDATE runs SET status = ?, updated_at = ?, finished_at = ?, report_path = COALESCE(?, report_path),"
-            " error = ? WHERE run_id = ?",
-            (status, now, now, report_path, error, run_id),
+            " error = ?, outcome = COALESCE(?, outcome), lease_expires = NULL WHERE run_id = ?",
+            (status, now, now, report_path, error, json.dumps(outcome) if outcome is not None else None, run_id),
         )
+
+    def _run_dict(self, cur: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
+        run = dict(zip([c[0] for c in cur.description], row))
+        run["inputs"] = json.loads(run["inputs"])
+        run["config"] = json.loads(run["config"])
+        run["outcome"] = json.loads(run["outcome"]) if run.get("outcome") else None
+        if run["status"] == "running" and not _live(run, time.time()):
+            run["status"] = "interrupted"
+        return run
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         cur = self._exec("SELECT * FROM runs WHERE run_id = ?", (run_id,))
@@ -156,16 +296,51 @@ class Journal:
         if row is None:
             raise UsageError(f"no run with id {run_id!r} in {self.path.parent}",
                              hint="list runs with 'research runs', or pass the --cache-dir it used")
-        run = dict(zip([c[0] for c in cur.description], row))
-        run["inputs"] = json.loads(run["inputs"])
-        run["config"] = json.loads(run["config"])
-        if run["status"] == "running" and run["host"] == socket.gethostname() and not _pid_alive(run["pid"]):
-            run["status"] = "interrupted"
-        return run
+        return self._run_dict(cur, row)
+
+    def find_run(self, run_id: str) -> dict[str, Any] | None:
+        cur = self._exec("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = cur.fetchone()
+        return None if row is None else self._run_dict(cur, row)
 
     def list_runs(self) -> list[dict[str, Any]]:
-        ids = [r[0] for r in self._exec("SELECT run_id FROM runs ORDER BY started_at DESC").fetchall()]
-        return [self.get_run(run_id) for run_id in ids]
+        cur = self._exec("SELECT * FROM runs ORDER BY started_at DESC")
+        return [self._run_dict(cur, row) for row in cur.fetchall()]
+
+    def report_runs(self, report: str) -> list[dict[str, Any]]:
+        """Runs of a scheduled report, latest slot first."""
+        cur = self._exec("SELECT * FROM runs WHERE report = ? ORDER BY slot DESC, started_at DESC", (report,))
+        return [self._run_dict(cur, row) for row in cur.fetchall()]
+
+    # -- side effects ------------------------------------------------------------------------
+    def begin_effect(self, run_id: str, effect: str) -> bool:
+        """Record that ``effect`` (a webhook, a notification) is about to fire; False if it already fired.
+
+        The record is written before the effect fires, so a replayed or resumed run never fires it
+        again. An effect whose process died mid-send is tried again (its receiver gets the same event
+        id and can drop the duplicate): at least once, never twice once it is known to be sent.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT status FROM effects WHERE run_id = ? AND effect = ?", (run_id, effect)).fetchone()
+            if row is not None and row[0] == "sent":
+                return False
+            db.execute(
+                "INSERT INTO effects (run_id, effect, status, attempts, at) VALUES (?, ?, 'sending', 1, ?)"
+                " ON CONFLICT (run_id, effect) DO UPDATE SET status = 'sending', attempts = attempts + 1, at = ?",
+                (run_id, effect, now, now),
+            )
+        return True
+
+    def end_effect(self, run_id: str, effect: str, status: str, detail: dict[str, Any] | None = None) -> None:
+        self._exec("UPDATE effects SET status = ?, detail = ?, at = ? WHERE run_id = ? AND effect = ?",
+                   (status, json.dumps(detail) if detail is not None else None, time.time(), run_id, effect))
+
+    def effects(self, run_id: str) -> list[dict[str, Any]]:
+        cur = self._exec("SELECT effect, status, attempts, detail, at FROM effects WHERE run_id = ? ORDER BY at",
+                         (run_id,))
+        return [{"effect": e, "status": s, "attempts": a, "detail": json.loads(d) if d else None, "at": at}
+                for e, s, a, d, at in cur.fetchall()]
 
     # -- events ------------------------------------------------------------------------------
     _INSERT = (f"INSERT INTO events (run_id, attempt, {', '.join(EVENT_FIELDS)}, at)"

@@ -17,7 +17,9 @@ class CompletionRequest:
     """One model call. Every field is part of the step key.
 
     ``context`` carries the structured inputs behind the rendered prompt (question, sources); hosted
-    models ignore it, the offline extractive model works from it.
+    models ignore it, the offline extractive model works from it. ``offline`` names the offline
+    model's operation for this request (from the template); it is part of the key only for providers
+    that read it, so hosted models' keys do not depend on it.
     """
 
     prompt: str
@@ -25,9 +27,13 @@ class CompletionRequest:
     max_tokens: int = 1024
     temperature: float | None = 0.0
     context: dict[str, Any] | None = None
+    offline: str | None = None
 
-    def for_key(self) -> dict[str, Any]:
-        return asdict(self)
+    def for_key(self, *, offline: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not offline:
+            data.pop("offline")
+        return data
 
 
 @dataclass
@@ -58,7 +64,7 @@ class Completion:
 def llm_spec(provider: Any, request: CompletionRequest, name: str) -> StepSpec:
     """The step that ``request`` to ``provider`` is: the endpoint is in the key, the API key never."""
     return StepSpec(kind="llm", name=name, provider=provider.name, endpoint=provider.endpoint,
-                    model=provider.model, request=request.for_key())
+                    model=provider.model, request=request.for_key(offline=provider.reads_offline_hint))
 
 
 async def complete(runtime: Runtime, provider: Any, request: CompletionRequest, *, name: str) -> tuple[Completion, StepResult]:

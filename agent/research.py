@@ -95,7 +95,7 @@ class Research:
         from pipelines.runner import execute
 
         inputs, options = self._prepare(question, files, urls, search, depth, breadth, run_id)
-        result = await execute(inputs, options)
+        result = await execute("research", inputs, options)
         return ResearchReport(
             run_id=result.run_id, status=result.status, question=result.question, markdown=result.markdown,
             report_paths=result.report_paths,

@@ -5,17 +5,19 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import secrets
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from agent.errors import UsageError
-from agent.journal import Journal, totals
+from agent.journal import LEASE_SECONDS, Journal, holder_id, totals
 from agent.keys import content_hash
 from agent.steps import Runtime, StepSpec
 from agent.store import Store
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# '@' and ':' let a scheduled report's run id name its slot: ``nightly@2026-11-23T06:00Z``.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,95}$")
 
 
 def new_run_id() -> str:
@@ -26,7 +28,7 @@ def new_run_id() -> str:
 def check_run_id(run_id: str) -> str:
     if not _RUN_ID.match(run_id):
         raise UsageError(f"run id {run_id!r} is not valid",
-                         hint="use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+                         hint="use up to 96 letters, digits, '.', '_', '-', '@' or ':', starting with a letter or digit")
     return run_id
 
 
@@ -37,6 +39,7 @@ class Workspace:
     directory: Path
     store: Store
     journal: Journal
+    leases: dict[str, "Lease"] = field(default_factory=dict)
 
     @classmethod
     def open(cls, directory: str | Path) -> "Workspace":
@@ -51,11 +54,22 @@ class Workspace:
         inputs: dict[str, Any],
         config: dict[str, Any],
         gate: Callable[[StepSpec], Awaitable[None]] | None = None,
+        pipeline: str = "research",
+        pipeline_version: int = 1,
+        report: str | None = None,
+        slot: float | None = None,
     ) -> Runtime:
-        """Open (or reopen) run ``run_id`` and return a runtime pinned to what it already completed."""
+        """Open (or reopen) run ``run_id``, take its lease, and return a runtime pinned to what it completed.
+
+        The lease (in :attr:`leases`) is renewed by a heartbeat until it is released or the workspace
+        closes; a second process asking for the same run meanwhile gets :class:`~agent.journal.RunBusy`.
+        """
         check_run_id(run_id)
+        holder = f"{holder_id()}:{secrets.token_hex(3)}"
         attempt = self.journal.start_run(run_id, question=question, inputs=inputs, config=config,
-                                         fingerprint=content_hash(inputs))
+                                         fingerprint=content_hash(inputs), pipeline=pipeline,
+                                         pipeline_version=pipeline_version, report=report, slot=slot, holder=holder)
+        self.leases[run_id] = Lease(self.journal, run_id, holder)
         pins = self.journal.pins(run_id) if attempt > 1 else {}
         return Runtime(self.store, self.journal, run_id=run_id, attempt=attempt, pins=pins, gate=gate)
 
@@ -72,14 +86,50 @@ class Workspace:
             "finished_at": _iso(run["finished_at"]),
             "attempts": run["attempts"],
             "error": run["error"],
+            "pipeline": run["pipeline"],
+            "pipeline_version": run["pipeline_version"],
+            "report": run["report"],
             "models": run["inputs"].get("models", []),
             "steps": steps,
             "totals": totals(steps),
         }
 
     def close(self) -> None:
+        for lease in self.leases.values():
+            lease.release()
+        self.leases.clear()
         self.store.close()
         self.journal.close()
+
+
+class Lease:
+    """A run's lease, renewed from a daemon thread every third of :data:`~agent.journal.LEASE_SECONDS`.
+
+    Liveness is this row, not a pid: any process on any machine sharing the journal can tell whether
+    the run is still held. If a renewal finds the lease taken over (this process stalled past its
+    expiry and another resumed the run), :attr:`lost` is set and the run stops paying.
+    """
+
+    def __init__(self, journal: Journal, run_id: str, holder: str) -> None:
+        self.journal, self.run_id, self.holder = journal, run_id, holder
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease {run_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(LEASE_SECONDS / 3):
+            try:
+                if not self.journal.renew(self.run_id, self.holder):
+                    self.lost = True
+                    return
+            except Exception:  # a journal that cannot be written: the next step's write says so
+                continue
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
 
 def _iso(ts: float | None) -> str | None:

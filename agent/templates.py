@@ -1,11 +1,24 @@
-"""Rendering prompt templates: the packaged ``prompts/`` files, overridable by ``--prompts DIR``."""
+"""Rendering prompt templates: the packaged ``prompts/`` files, overridable by ``--prompts DIR``.
+
+A template has a ``system`` and a ``user`` block, and may have an ``offline`` block naming which of
+the offline model's generic operations answers it (``extract``, ``findings``, ``answer``, ``queries``,
+``compare``: see :mod:`agent.providers.local`). Hosted models never see that block.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Rendered:
+    system: str
+    user: str
+    offline: str | None = None
 
 
 class Prompts:
@@ -30,12 +43,19 @@ class Prompts:
 
     def render(self, name: str, **variables: Any) -> tuple[str, str]:
         """``(system, user)`` text of template ``name`` rendered with ``variables``."""
+        rendered = self.render_template(name, **variables)
+        return rendered.system, rendered.user
+
+    def render_template(self, name: str, **variables: Any) -> Rendered:
+        """Template ``name`` rendered with ``variables``: its system and user text, and its offline operation."""
         import jinja2
 
         try:
             template = self._env.get_template(f"{name}.j2")
             context = template.new_context(variables)
             parts = {block: "".join(template.blocks[block](context)).strip() for block in ("system", "user")}
+            if "offline" in template.blocks:
+                parts["offline"] = "".join(template.blocks["offline"](context)).strip() or None
         except jinja2.TemplateNotFound as exc:
             raise UsageError(f"no prompt template {name}.j2", hint="restore it or fix --prompts") from exc
         except KeyError as exc:
@@ -43,4 +63,4 @@ class Prompts:
                              hint="give it {% block system %} and {% block user %}") from exc
         except jinja2.TemplateError as exc:
             raise UsageError(f"prompt template {name}.j2 is broken: {exc}", hint="fix the template") from exc
-        return parts["system"], parts["user"]
+        return Rendered(parts["system"], parts["user"], parts.get("offline"))

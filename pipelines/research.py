@@ -1,6 +1,6 @@
 """The research workflow: gather -> scrape -> summarize -> analyze -> report, every costly call durable.
 
-:class:`Workflow` runs the stages on a runtime; :mod:`pipelines.runner` opens the run around it and
+:class:`ResearchWorkflow` runs the stages on a runtime; :mod:`pipelines.runner` opens the run around it and
 writes the report. Every model call and every read is a step of :mod:`agent.steps`: a resumed or
 repeated run replays what was already paid for, and only new or changed work is paid.
 """
@@ -12,43 +12,31 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any
 
-from agent.config import Limits
-from agent.errors import BudgetExceeded, ResearchError, UsageError
+from agent import citations
+from agent.errors import ResearchError, UsageError
 from agent.keys import content_hash
-from agent.llm import CompletionRequest, complete
 from agent.pricing import price_of
-from agent.providers import DEFAULT_MODEL, get_provider, parse_model_id
-from agent.secrets import redact
+from agent.providers import DEFAULT_MODEL, parse_model_id
 from agent.sources import Document
 from agent.sources import files as file_sources
-from agent.sources import scrape as web_steps
 from agent.sources import urls as url_sources
-from agent.sources.backend import check_search, search_available, web_backend
-from agent.steps import Paid, Runtime, StepSpec
-from agent.templates import Prompts
-from agent import citations
+from agent.sources.backend import check_search, search_available
 from pipelines import chunking
+from pipelines.base import FORMATS, NoProgress, Pipeline, Progress, RunOptions, Stages
 
+__all__ = ["FORMATS", "NoProgress", "PIPELINE", "Progress", "ResearchInputs", "ResearchOptions", "ResearchResult",
+           "ResearchWorkflow", "Source", "normalize_inputs", "parse_queries"]
+
+#: Bump when the stages change what a run produces, so the journal can tell which made a run.
+VERSION = 1
 SUMMARY_WORDS = 200
 MAX_DEPTH = 5
 MAX_BREADTH = 10
 MAX_SEARCH = 100
-FORMATS = ("md", "html", "json")
-
-
-class Progress(Protocol):
-    def stage(self, name: str, total: int) -> None: ...
-    def advance(self, name: str, outcome: str) -> None: ...
-
-
-class NoProgress:
-    def stage(self, name: str, total: int) -> None:
-        pass
-
-    def advance(self, name: str, outcome: str) -> None:
-        pass
+#: The run options of a research run; one type for every pipeline.
+ResearchOptions = RunOptions
 
 
 @dataclass
@@ -72,33 +60,6 @@ class ResearchInputs:
 
 
 @dataclass
-class ResearchOptions:
-    """How a run goes about it. None of this changes what any step returns."""
-
-    cache_dir: str | None = None
-    out_dir: str = "reports"
-    formats: list[str] = field(default_factory=lambda: ["md"])
-    prompts_dir: str | None = None
-    concurrency: int | None = None
-    timeout: float | None = None
-    max_cost: float | None = None
-    max_age: float | None = None
-    run_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("run_id")
-        data.pop("cache_dir")
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], **overrides: Any) -> "ResearchOptions":
-        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-@dataclass
 class Source:
     id: int
     uri: str
@@ -106,6 +67,10 @@ class Source:
     text: str
     content_type: str = "text/markdown"
     summary: str | None = None
+
+    @property
+    def digest(self) -> str:
+        return content_hash(self.text)
 
 
 @dataclass
@@ -123,6 +88,25 @@ class ResearchResult:
     report_paths: dict[str, str] = field(default_factory=dict)
     totals: dict[str, Any] = field(default_factory=dict)
     markdown: str = ""
+    #: Set by pipelines that compare with an earlier report: the "What changed" section's Markdown.
+    changes: str = ""
+
+    def findings(self) -> list[str]:
+        """The answer's sentences, citations stripped: what a later report compares itself with."""
+        answer = re.split(r"^#+ ", self.synthesis, flags=re.M)
+        body = next((part for part in answer if part.lower().startswith("answer")), self.synthesis)
+        body = body.split("\n", 1)[1] if body.lower().startswith("answer") and "\n" in body else body
+        text = re.sub(r"\s*\[\d+\]", "", body)
+        parts = re.split(r"(?<=[.!?])\s+|\n+(?:[-*]\s+)?", text)
+        return [" ".join(p.split()) for p in parts if len(p.split()) >= 3]
+
+    def outcome(self) -> dict[str, Any]:
+        """What the journal keeps of a completed run for the next one to compare with."""
+        return {
+            "sources": [{"uri": s.uri, "title": s.title, "digest": s.digest} for s in self.sources],
+            "failed": [f["what"] for f in self.failed],
+            "findings": self.findings(),
+        }
 
 
 def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
@@ -185,86 +169,28 @@ def parse_queries(text: str, limit: int) -> list[str]:
     return out[:limit]
 
 
-class Workflow:
+class ResearchWorkflow(Stages):
     """One research run's stages, on a runtime that replays or pays for each step."""
 
-    def __init__(self, runtime: Runtime, inputs: ResearchInputs, options: ResearchOptions,
-                 progress: Progress, started_at: str) -> None:
-        self.runtime = runtime
-        self.inputs = inputs
-        self.options = options
-        self.progress = progress
-        self.started_at = started_at
-        self.limits = Limits.from_env(concurrency=options.concurrency, timeout_s=options.timeout)
-        self.prompts = Prompts(options.prompts_dir)
-        self.providers = [get_provider(m, limits=self.limits) for m in inputs.models]
-        self.web: Any = None  # made in gather, only when there are URLs or a search
-        self.fatal: ResearchError | None = None
+    templates = ("summarize", "analyze", "report", "plan")
+
+    def __init__(self, runtime: Any, inputs: ResearchInputs, options: RunOptions, progress: Progress,
+                 started_at: str) -> None:
+        super().__init__(runtime, inputs, options, progress, started_at, models=inputs.models)
         self._digests: dict[str, int] = {}
-        self.failed: list[dict[str, str]] = []
-        self.notes: list[str] = []
-
-    # -- helpers -----------------------------------------------------------------------------
-    def _fail(self, stage: str, what: str, exc: BaseException) -> None:
-        message = redact(exc.one_line() if isinstance(exc, ResearchError) else f"{type(exc).__name__}: {exc}")
-        source = getattr(exc, "source", "")
-        if source and message.startswith(f"{source}: "):
-            # the report line already names the source (``what``); saying it twice helps nobody
-            message = message[len(source) + 2:]
-        self.failed.append({"stage": stage, "what": what, "error": message})
-        if getattr(exc, "fatal", False) or isinstance(exc, BudgetExceeded):
-            self.fatal = self.fatal or exc
-
-    async def _each(self, stage: str, items: list[Any], job: Callable[[Any], Awaitable[Any]],
-                    label: Callable[[Any], str]) -> list[Any]:
-        """Run ``job`` over ``items`` concurrently; failures are recorded and come back as ``None``."""
-        self.progress.stage(stage, len(items))
-
-        async def one(item: Any) -> Any:
-            if self.fatal is not None:
-                return None
-            try:
-                result = await job(item)
-            except UsageError:
-                raise
-            except (ResearchError, OSError) as exc:
-                self._fail(stage, label(item), exc)
-                self.progress.advance(stage, "failed")
-                return None
-            self.progress.advance(stage, "done")
-            return result
-
-        tasks = [asyncio.ensure_future(one(item)) for item in items]
-        try:
-            results = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        if self.fatal is not None:
-            raise self.fatal
-        return list(results)
-
-    async def _ask(self, provider: Any, template: str, name: str, context: dict[str, Any], **variables: Any) -> str:
-        system, prompt = self.prompts.render(template, **variables)
-        request = CompletionRequest(prompt=prompt, system=system, max_tokens=2048, context=context)
-        completion, _ = await complete(self.runtime, provider, request, name=name)
-        return completion.text.strip()
 
     # -- stages ------------------------------------------------------------------------------
     async def gather(self) -> list[str]:
         """Every source to read: files, URLs, then search results not already among them."""
         refs = list(self.inputs.files)
         urls = list(self.inputs.urls)
-        if urls or self.inputs.search or self.inputs.depth:
-            self.web = web_backend(self.limits, max_age=self.options.max_age)
         if not self.inputs.search:
             self.progress.stage("gather", 1)
             self.progress.advance("gather", "done")
             return refs + urls
         question = self.inputs.question
-        (hits,) = await self._each("gather", [question], self.search, lambda q: f"search {q!r}")
+        (hits,) = await self.each("gather", [question], lambda q: self.search(q, self.inputs.search),
+                                 lambda q: f"search {q!r}")
         seen = {url_sources.normalize_url(u) for u in urls}
         for hit in hits or []:
             if not url_sources.is_web_url(hit.url):
@@ -275,30 +201,9 @@ class Workflow:
                 urls.append(hit.url)
         return refs + urls
 
-    async def search(self, query: str) -> list[Any]:
-        return await web_steps.search(self.runtime, self.web, query, self.inputs.search,
-                                      max_age=self.options.max_age)
-
-    async def fetch(self, ref: str) -> Document:
-        if url_sources.is_web_url(ref):
-            return await web_steps.scrape(self.runtime, self.web, ref, max_age=self.options.max_age)
-        return await self.read(ref)
-
-    async def read(self, path: str) -> Document:
-        fp = file_sources.file_fingerprint(Path(path))
-        spec = StepSpec(kind="scrape", name=f"read {path}", provider="file", request=fp,
-                        max_age=self.options.max_age)
-
-        async def work() -> Paid:
-            doc = await asyncio.to_thread(file_sources.read_file, Path(path))
-            return Paid(doc.to_json(), cost_usd=0.0)
-
-        result = await self.runtime.step(spec, work)
-        return Document.from_json(result.value)
-
     async def _summarize_text(self, title: str, text: str, name: str) -> str:
         doc = {"title": title, "text": text}
-        return await self._ask(
+        return await self.ask(
             self.providers[0], "summarize", name[:120],
             {"task": "summarize", "question": self.inputs.question, "source": doc},
             question=self.inputs.question, source=doc, max_words=SUMMARY_WORDS,
@@ -330,7 +235,7 @@ class Workflow:
 
     async def analyze(self, provider: Any, sources: list[Source]) -> dict[str, str]:
         summaries = self._summaries(sources)
-        text = await self._ask(
+        text = await self.ask(
             provider, "analyze", f"analyze with {provider.model_id}",
             {"task": "analyze", "question": self.inputs.question, "summaries": summaries},
             question=self.inputs.question, summaries=summaries,
@@ -340,7 +245,7 @@ class Workflow:
     async def synthesize(self, sources: list[Source], analyses: list[dict[str, str]]) -> str:
         summaries = self._summaries(sources)
         provider = self.providers[0]
-        return await self._ask(
+        return await self.ask(
             provider, "report", f"report with {provider.model_id}",
             {"task": "report", "question": self.inputs.question, "summaries": summaries, "analyses": analyses},
             question=self.inputs.question, summaries=summaries, analyses=analyses,
@@ -364,10 +269,10 @@ class Workflow:
         return new
 
     async def _read_and_summarize(self, refs: list[str], sources: list[Source], stage: str = "") -> list[Source]:
-        docs = await self._each(f"scrape{stage}", refs, self.fetch,
+        docs = await self.each(f"scrape{stage}", refs, self.fetch,
                                 lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
         new = self._ingest(refs, docs, sources)
-        summaries = await self._each(f"summarize{stage}", new, self.summarize, lambda s: f"summarize [{s.id}] {s.uri}")
+        summaries = await self.each(f"summarize{stage}", new, self.summarize, lambda s: f"summarize [{s.id}] {s.uri}")
         for source, summary in zip(new, summaries):
             # A summary speaks of one source; numbered citations in it would point at nothing.
             source.summary = citations.verify(summary, set())[0] if summary is not None else None
@@ -377,7 +282,7 @@ class Workflow:
         """Follow-up search queries proposed by the first model from what the sources said so far."""
         summaries = self._summaries(sources)
         breadth = self.inputs.breadth
-        text = await self._ask(
+        text = await self.ask(
             self.providers[0], "plan", f"plan round {round_}",
             {"task": "plan", "question": self.inputs.question, "summaries": summaries, "breadth": breadth},
             question=self.inputs.question, summaries=summaries, breadth=breadth,
@@ -390,16 +295,15 @@ class Workflow:
         seen = {url_sources.normalize_url(s.uri) for s in sources if url_sources.is_web_url(s.uri)}
         per_query = self.inputs.search or 3
         for round_ in range(1, self.inputs.depth + 1):
-            (queries,) = await self._each(f"plan {round_}", [round_], lambda r: self.plan(r, sources),
+            (queries,) = await self.each(f"plan {round_}", [round_], lambda r: self.plan(r, sources),
                                           lambda r: f"plan round {r}")
             queries = [q for q in queries or [] if q.lower() not in searched]
             if not queries:
                 self.notes.append(f"Round {round_} of deep research proposed no new queries; it stopped there.")
                 return
             searched.update(q.lower() for q in queries)
-            hits = await self._each(f"search {round_}", queries,
-                                    lambda q: web_steps.search(self.runtime, self.web, q, per_query,
-                                                               max_age=self.options.max_age),
+            hits = await self.each(f"search {round_}", queries,
+                                    lambda q: self.search(q, per_query),
                                     lambda q: f"search {q!r}")
             refs = []
             for hit in (h for found in hits if found for h in found):
@@ -409,12 +313,15 @@ class Workflow:
             if refs:
                 await self._read_and_summarize(refs, sources, f" {round_}")
 
-    async def run(self) -> ResearchResult:
+    def check_ready(self) -> None:
+        super().check_ready()
         for provider in self.providers:
-            provider.check_ready()
             if self.options.max_cost is not None and price_of(provider.name, provider.model) is None:
                 raise UsageError(f"--max-cost cannot be kept for {provider.model_id}: its price is unknown",
                                  hint="add it to a price file named by RESEARCH_PRICES, or drop --max-cost")
+
+    async def run(self) -> ResearchResult:
+        self.check_ready()
         refs = await self.gather()
         sources: list[Source] = []
         await self._read_and_summarize(refs, sources)
@@ -429,7 +336,7 @@ class Workflow:
         if self.inputs.depth:
             await self.deepen(sources)
 
-        analyses = [a for a in await self._each("analyze", self.providers, lambda p: self.analyze(p, sources),
+        analyses = [a for a in await self.each("analyze", self.providers, lambda p: self.analyze(p, sources),
                                                  lambda p: f"analyze with {p.model_id}") if a is not None]
         valid = {s.id for s in sources if s.summary is not None}
         for analysis in analyses:
@@ -439,7 +346,7 @@ class Workflow:
                                   "exist; those citations were removed.")
         synthesis = ""
         if analyses:
-            (synthesis,) = await self._each("report", [None], lambda _: self.synthesize(sources, analyses),
+            (synthesis,) = await self.each("report", [None], lambda _: self.synthesize(sources, analyses),
                                             lambda _: "report")
             if synthesis:
                 synthesis, bad = citations.verify(synthesis, valid)
@@ -454,8 +361,6 @@ class Workflow:
             failed=self.failed, analyses=analyses, synthesis=synthesis or "", notes=self.notes,
         )
 
-    async def aclose(self) -> None:
-        for provider in self.providers:
-            await provider.aclose()
-        if self.web is not None:
-            await self.web.aclose()
+
+PIPELINE = Pipeline(name="research", version=VERSION, inputs=ResearchInputs, normalize=normalize_inputs,
+                    workflow=ResearchWorkflow, templates=ResearchWorkflow.templates)

@@ -1,14 +1,18 @@
-"""Running a research workflow as a journaled run: open or resume it, execute it, write the report.
+"""Running any pipeline as a journaled run: open or resume it, gate its paid calls, write its report.
 
-``execute`` is what the CLI and the notebook class call. It opens the cache directory, starts (or
-reopens) the run in the journal, gives the workflow a runtime whose gate enforces ``--max-cost`` and
-stops calls after a fatal error, writes the report files, and records how the run ended.
+``execute`` is what the CLI, the scheduler and the notebook class call, whatever the pipeline. It
+opens the cache directory, starts (or reopens) the run in the journal under its lease, gives the
+pipeline's stages a runtime whose gate enforces ``--max-cost``, stops calls after a fatal error or a
+lost lease, writes the report files, and records how the run ended and what it found (the outcome a
+later scheduled report compares itself with). ``resume`` rebuilds a run from its journal row, routed
+by the pipeline that made it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,34 +22,8 @@ from agent.journal import totals
 from agent.runs import Workspace, new_run_id
 from agent.secrets import redact
 from agent.steps import StepSpec, reset_runtime, use_runtime
-from pipelines.report import render
-from pipelines.research import (
-    FORMATS,
-    NoProgress,
-    Progress,
-    ResearchInputs,
-    ResearchOptions,
-    ResearchResult,
-    Workflow,
-    normalize_inputs,
-)
-
-
-def _write_outputs(result: ResearchResult, options: ResearchOptions) -> dict[str, str]:
-    out_dir = Path(options.out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for fmt in options.formats:
-            path = out_dir / f"{result.run_id}.{fmt}"
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(render(result, fmt), encoding="utf-8")
-            tmp.replace(path)
-            paths[fmt] = str(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write the report to {out_dir}: {exc.strerror or exc}",
-                         hint="pass --out with a writable directory") from exc
-    return paths
+from pipelines import get_pipeline
+from pipelines.base import FORMATS, NoProgress, Pipeline, Progress, RunOptions
 
 
 def check_formats(formats: Iterable[str]) -> list[str]:
@@ -62,20 +40,97 @@ def check_formats(formats: Iterable[str]) -> list[str]:
     return out or ["md"]
 
 
-async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress: Progress | None = None) -> ResearchResult:
-    """Run (or resume) one research run and write its report; see the module docstring."""
-    inputs = normalize_inputs(inputs)
+def check_out_dir(out_dir: str) -> Path:
+    """Fail before any paid call, not after all of them, if reports could not be written to ``out_dir``.
+
+    Nothing is created here (bad input writes nothing): the directory, or the nearest ancestor that
+    exists, must be a writable directory.
+    """
+    path = Path(out_dir)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    problem = None
+    if not probe.is_dir():
+        problem = f"{probe} is not a directory"
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        problem = f"{probe} is not writable"
+    if problem:
+        raise UsageError(f"cannot write reports to {out_dir}: {problem}", hint="pass --out with a writable directory")
+    return path
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_outputs(result: Any, options: RunOptions) -> dict[str, str]:
+    """``DIR/STEM.FMT`` for each format (and ``DIR/latest.FMT``); ``keep`` prunes the oldest stems."""
+    from pipelines.report import render
+
+    out_dir = Path(options.out_dir)
+    stem = options.stem or result.run_id
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for fmt in options.formats:
+            text = render(result, fmt)
+            path = out_dir / f"{stem}.{fmt}"
+            _write(path, text)
+            paths[fmt] = str(path)
+            if options.latest:
+                _write(out_dir / f"latest.{fmt}", text)
+        if options.keep:
+            prune(out_dir, options.keep)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out_dir}: {exc.strerror or exc}",
+                         hint="pass --out with a writable directory") from exc
+    return paths
+
+
+def prune(out_dir: Path, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` reports (by stem, which sorts by date) in ``out_dir``.
+
+    Only report files this project writes are touched (``STEM.md|html|json``, never ``latest.*``);
+    the cache is never pruned: an old report's steps still replay for free.
+    """
+    stems = sorted({p.stem for p in out_dir.iterdir()
+                    if p.is_file() and p.suffix[1:] in FORMATS and p.stem != "latest" and not p.name.startswith(".")})
+    removed = []
+    for stem in stems[:-keep] if keep < len(stems) else []:
+        for fmt in FORMATS:
+            path = out_dir / f"{stem}.{fmt}"
+            if path.exists():
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *, progress: Progress | None = None,
+                  report: str | None = None, slot: float | None = None) -> Any:
+    """Run (or resume) one run of ``pipeline`` and write its report; see the module docstring."""
+    if isinstance(pipeline, str):
+        pipeline = get_pipeline(pipeline)
+    inputs = pipeline.normalize(inputs)
     options.formats = check_formats(options.formats)
+    check_out_dir(options.out_dir)
     workspace = Workspace.open(resolve_cache_dir(options.cache_dir))
     run_id = options.run_id or new_run_id()
+    lease = None
     try:
         # What earlier attempts of this run spent counts against its budget (0 for a new run).
         prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"]
-        workflow_ref: list[Workflow] = []
+        workflow_ref: list[Any] = []
 
         async def gate(spec: StepSpec) -> None:
             workflow = workflow_ref[0]
             if workflow.fatal is not None:
+                raise workflow.fatal
+            if lease is not None and lease.lost:
+                lost = ResearchError(f"run {run_id} was taken over by another process after its lease expired")
+                workflow.fatal = RunStopped(lost.message, run_id=run_id, cause=lost, hint="let that process finish it")
                 raise workflow.fatal
             if options.max_cost is not None and spec.kind == "llm":
                 from agent.budget import estimate
@@ -89,14 +144,16 @@ async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress:
                     )
 
         runtime = workspace.start(run_id, question=inputs.question, inputs=inputs.to_json(),
-                                  config=options.to_json(), gate=gate)
+                                         config=options.to_json(), gate=gate, pipeline=pipeline.name,
+                                         pipeline_version=pipeline.version, report=report, slot=slot)
+        lease = workspace.leases[run_id]
         run = workspace.journal.get_run(run_id)
         started = _dt.datetime.fromtimestamp(run["started_at"], tz=_dt.timezone.utc).strftime("%Y-%m-%d")
         if progress is not None and hasattr(progress, "on_step"):
             runtime.listeners.append(progress.on_step)
         token = use_runtime(runtime)
         try:
-            workflow = Workflow(runtime, inputs, options, progress or NoProgress(), started)
+            workflow = pipeline.workflow(runtime, inputs, options, progress or NoProgress(), started)
         except BaseException as exc:
             workspace.journal.finish_run(run_id, "failed", error=redact(str(exc)))
             reset_runtime(token)
@@ -105,12 +162,15 @@ async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress:
         try:
             result = await workflow.run()
             result.totals = totals(workspace.journal.steps(run_id))
-            result.report_paths = _write_outputs(result, options)
+            result.report_paths = write_outputs(result, options)
         except BudgetExceeded as exc:
             workspace.journal.finish_run(run_id, "stopped", error=redact(exc.one_line()))
             raise RunStopped(f"run {run_id} stopped before going over budget: {exc.message}", run_id=run_id,
                              cause=exc, exit_code=BudgetExceeded.exit_code,
                              hint=f"completed steps are kept; continue with: research resume {run_id} --max-cost USD") from exc
+        except RunStopped as exc:
+            workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
+            raise
         except (ProviderError, SourceError) as exc:  # a source error gets here only when it is fatal
             workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
             raise RunStopped(f"run {run_id} stopped: {exc.message}", run_id=run_id, cause=exc) from exc
@@ -118,24 +178,29 @@ async def execute(inputs: ResearchInputs, options: ResearchOptions, *, progress:
             workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
             raise
         except BaseException as exc:
-            workspace.journal.finish_run(run_id, "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else "failed",
+            interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
+            workspace.journal.finish_run(run_id, "interrupted" if interrupted else "failed",
                                          error=redact(f"{type(exc).__name__}: {exc}"))
             raise
         finally:
             reset_runtime(token)
             await workflow.aclose()
+        outcome = result.outcome() if hasattr(result, "outcome") else None
         workspace.journal.finish_run(run_id, "completed", report_path=result.report_paths.get("md")
-                                     or next(iter(result.report_paths.values()), None))
+                                     or next(iter(result.report_paths.values()), None), outcome=outcome)
         return result
     finally:
         workspace.close()
 
 
-def resume_inputs(cache_dir: str | None, run_id: str) -> tuple[ResearchInputs, dict[str, Any]]:
-    """The inputs and config a run was started with, to run it again under the same id."""
+def resume(cache_dir: str | None, run_id: str, **overrides: Any) -> tuple[Pipeline, Any, RunOptions, dict[str, Any]]:
+    """The pipeline, inputs and options a run was started with, to run it again under the same id."""
     workspace = Workspace.open(resolve_cache_dir(cache_dir))
     try:
         run = workspace.journal.get_run(run_id)
     finally:
         workspace.close()
-    return ResearchInputs.from_json(run["inputs"]), run["config"]
+    pipeline = get_pipeline(run["pipeline"])
+    inputs = pipeline.inputs.from_json(run["inputs"])
+    options = RunOptions.from_json(run["config"], cache_dir=cache_dir, run_id=run_id, **overrides)
+    return pipeline, inputs, options, run

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from agent.errors import ProviderError, UsageError
-from agent.journal import Journal, totals
+from agent.journal import Journal, RunBusy, totals
 from agent.runs import Workspace
 from agent.steps import Paid, Runtime, StepSpec
 from agent.store import Store
@@ -170,6 +170,12 @@ def test_reusing_run_id_with_other_inputs_is_refused(tmp_path):
     with pytest.raises(UsageError) as info:
         ws.start("r1", question="q", inputs={"a": 2}, config={})
     assert "research resume r1" in info.value.one_line()
+    # Same inputs while the first holder is live: one payer per run id.
+    with pytest.raises(RunBusy) as busy:
+        ws.start("r1", question="q", inputs={"a": 1}, config={})
+    assert "already running" in busy.value.one_line() and busy.value.exit_code == 2
+    ws.leases.pop("r1").release()
+    ws.journal.finish_run("r1", "interrupted")
     assert ws.start("r1", question="q", inputs={"a": 1}, config={}).attempt == 2
     ws.close()
 
@@ -189,6 +195,8 @@ def test_resumed_run_replays_pinned_result_even_when_stale(tmp_path, monkeypatch
         later = time.time() + 3600
         monkeypatch.setattr("agent.store._now", lambda: later)
         other = await ws.start("r2", question="q", inputs={"x": 1}, config={}).step(page, fetcher("new"))
+        ws.leases.pop("r1").release()
+        ws.journal.finish_run("r1", "interrupted")
         resumed = await ws.start("r1", question="q", inputs={}, config={}).step(page, fetcher("newest"))
         return first, other, resumed
 

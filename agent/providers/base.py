@@ -41,6 +41,8 @@ class Provider(ABC):
     key_optional: ClassVar[bool] = False
     #: Tokens the model reads at once; sources longer than half of it are summarized in parts.
     context_window: ClassVar[int] = 128_000
+    #: Whether the provider answers from ``CompletionRequest.offline`` (so it belongs in its keys).
+    reads_offline_hint: ClassVar[bool] = False
 
     def __init__(self, model: str, *, limits: Limits | None = None) -> None:
         self.model = model
@@ -82,7 +84,13 @@ class Provider(ABC):
         # Looked up on every call, not kept: a policy's semaphore belongs to one event loop, and the
         # same provider object may be used from several (a notebook, a benchmark, repeated runs).
         policy = Policy.for_provider(self.name, self.limits)
+        # Before the policy, not in the attempt: slow setup done after taking a rate-limit slot would
+        # hold up the event loop while the other callers' slots come due.
+        self.prepare()
         return await policy.run(lambda: self.complete(request), provider=self.name)
+
+    def prepare(self) -> None:
+        """Synchronous setup a call needs (such as an SDK client), done before it queues for a slot."""
 
     async def aclose(self) -> None:
         """Release clients; providers with none need not override it."""
@@ -143,6 +151,9 @@ class SDKProvider(Provider, Generic[C]):
 
     def client(self) -> C:
         return self._client.get()
+
+    def prepare(self) -> None:
+        self.client()
 
     async def aclose(self) -> None:
         await self._client.aclose()

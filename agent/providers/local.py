@@ -1,18 +1,30 @@
 """``local:extractive``: the offline default model. Not a language model.
 
-It answers every task the pipelines ask of a model by extracting and citing sentences from the sources
-(see :mod:`agent.extractive`), deterministically, with no key and no network, through the same durable
-steps as a hosted model. ``RESEARCH_LOCAL_LATENCY`` (seconds) makes each call wait that long, to
-rehearse a slow provider in demos, benchmarks and crash drills.
+It answers by extracting and citing sentences from the structured inputs a request carries in its
+``context`` (see :mod:`agent.extractive`), deterministically, with no key and no network, through the
+same durable steps as a hosted model. It knows no pipeline: each prompt template names, in its
+``offline`` block, which of these generic operations answers it:
+
+- ``extract``: the sentences of ``context.source.text`` most relevant to ``context.question``;
+- ``findings``: Markdown bullets of the best sentences across ``context.summaries`` (each with ``id``
+  and ``text``), each cited ``[id]``;
+- ``answer``: an ``## Answer`` section of the best sentences across ``context.summaries``, cited;
+- ``queries``: JSON ``{"queries": [...]}``, ``context.breadth`` of them, from the summaries' keywords;
+- ``compare``: which of ``context.current`` (findings, strings) are new against ``context.previous``,
+  and which previous ones are no longer among them, as Markdown bullets.
+
+A request without an operation gets the sentences of its prompt most relevant to its system text.
+``RESEARCH_LOCAL_LATENCY`` (seconds) makes each call wait that long, to rehearse a slow provider in
+demos, benchmarks and crash drills.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from agent import extractive
-from agent.citations import agreement
 from agent.config import env
 from agent.errors import UsageError
 from agent.llm import Completion, CompletionRequest, Usage
@@ -20,7 +32,7 @@ from agent.providers.base import Provider
 
 MODELS = ("extractive",)
 #: Part of every local step key: bump it when the extractor's output changes, so old answers are not replayed.
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 
 
 def _bullets(question: str, items: list[dict], limit: int) -> list[tuple[int, str]]:
@@ -47,36 +59,58 @@ def cite(sentence: str, sid: int) -> str:
     return f"{sentence} [{sid}]"
 
 
-def summarize(ctx: dict) -> str:
-    source = ctx["source"]
-    picked = extractive.top_sentences(ctx["question"], source.get("text", ""), int(ctx.get("sentences", 4)))
+def extract(ctx: dict) -> str:
+    source = ctx.get("source") or {}
+    picked = extractive.top_sentences(ctx.get("question", ""), source.get("text", ""), int(ctx.get("sentences", 4)))
     return " ".join(picked) if picked else "The source has no prose relevant to the question."
 
 
-def analyze(ctx: dict) -> str:
-    lines = [f"- {cite(sent, sid)}" for sid, sent in _bullets(ctx["question"], ctx["summaries"], 6)]
+def findings(ctx: dict) -> str:
+    lines = [f"- {cite(sent, sid)}" for sid, sent in _bullets(ctx.get("question", ""), ctx.get("summaries", []), 6)]
     return "\n".join(lines) if lines else "- The sources say nothing relevant to the question."
 
 
-def report(ctx: dict) -> str:
-    best = _bullets(ctx["question"], ctx["summaries"], 5)
-    answer = " ".join(cite(sent, sid) for sid, sent in best) or "The sources do not answer the question."
-    return "\n".join(["## Answer", "", answer, "", agreement(ctx.get("analyses", []))])
+def answer(ctx: dict) -> str:
+    best = _bullets(ctx.get("question", ""), ctx.get("summaries", []), 5)
+    text = " ".join(cite(sent, sid) for sid, sent in best) or "The sources do not answer the question."
+    return "\n".join(["## Answer", "", text])
 
 
-def plan(ctx: dict) -> str:
+def queries(ctx: dict) -> str:
     text = " ".join(s.get("text", "") for s in ctx.get("summaries", []))
-    terms = extractive.keywords(text, int(ctx.get("breadth", 2)) * 2, exclude=ctx["question"])
     breadth = int(ctx.get("breadth", 2))
-    queries = [f"{ctx['question']} {' '.join(terms[i * 2:i * 2 + 2])}".strip() for i in range(breadth) if terms[i * 2:i * 2 + 2]]
-    return json.dumps({"queries": queries})
+    question = ctx.get("question", "")
+    terms = extractive.keywords(text, breadth * 2, exclude=question)
+    out = [f"{question} {' '.join(terms[i * 2:i * 2 + 2])}".strip() for i in range(breadth) if terms[i * 2:i * 2 + 2]]
+    return json.dumps({"queries": out})
 
 
-TASKS = {"summarize": summarize, "analyze": analyze, "report": report, "plan": plan}
+def _words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"[a-z0-9]+", re.sub(r"\[\d+\]", " ", text.lower())))
+
+
+def _same(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Two findings say the same thing when their words overlap almost entirely."""
+    return bool(a or b) and len(a & b) / max(len(a | b), 1) >= 0.8
+
+
+def compare(ctx: dict) -> str:
+    previous = [str(f) for f in ctx.get("previous", [])]
+    current = [str(f) for f in ctx.get("current", [])]
+    old_words = [_words(f) for f in previous]
+    new_words = [_words(f) for f in current]
+    added = [f for f, w in zip(current, new_words) if not any(_same(w, o) for o in old_words)]
+    dropped = [f for f, w in zip(previous, old_words) if not any(_same(w, n) for n in new_words)]
+    lines = [f"- New: {f}" for f in added] + [f"- No longer supported: {f}" for f in dropped]
+    return "\n".join(lines) if lines else "- The findings are the same as in the last report."
+
+
+OPERATIONS = {"extract": extract, "findings": findings, "answer": answer, "queries": queries, "compare": compare}
 
 
 class LocalProvider(Provider):
     name = "local"
+    reads_offline_hint = True
     # Small on purpose: long sources go through the same map-reduce path offline as with hosted models.
     context_window = 8_000
 
@@ -94,9 +128,12 @@ class LocalProvider(Provider):
         if latency > 0:
             await asyncio.sleep(latency)
         ctx = request.context or {}
-        task = TASKS.get(ctx.get("task", ""))
-        if task is not None:
-            text = task(ctx)
+        operation = OPERATIONS.get(request.offline or "")
+        if request.offline and operation is None:
+            raise UsageError(f"the offline model has no operation {request.offline!r}",
+                             hint=f"name one of {', '.join(OPERATIONS)} in the template's offline block")
+        if operation is not None:
+            text = operation(ctx)
         else:
             text = " ".join(extractive.top_sentences(request.system, request.prompt, 5))
         return Completion(

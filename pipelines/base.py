@@ -1,0 +1,217 @@
+"""What every pipeline shares: its options, progress hooks, and the stage machinery on a runtime.
+
+A pipeline is a named module (see :mod:`pipelines`) that subclasses :class:`Stages` for its work and
+describes itself with a :class:`Pipeline`. Everything costly goes through the helpers here, so every
+pipeline gets the same behaviour for free: :meth:`Stages.each` runs a stage's items concurrently with
+failures isolated and recorded, :meth:`Stages.ask` renders a prompt template and asks a model as a
+durable step, :meth:`Stages.fetch` reads a file or a web page as a durable step. Opening and resuming
+the run, the gate (budget, fatal stops, a lost lease) and writing the report live in
+:mod:`pipelines.runner`, also once for all pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, ClassVar, Protocol
+
+from agent.config import Limits
+from agent.errors import BudgetExceeded, ResearchError, UsageError
+from agent.llm import CompletionRequest, complete
+from agent.providers import get_provider
+from agent.secrets import redact
+from agent.sources import Document
+from agent.sources import files as file_sources
+from agent.sources import scrape as web_steps
+from agent.sources import urls as url_sources
+from agent.sources.backend import web_backend
+from agent.steps import Paid, Runtime, StepSpec
+from agent.templates import Prompts
+
+FORMATS = ("md", "html", "json")
+
+
+class Progress(Protocol):
+    def stage(self, name: str, total: int) -> None: ...
+    def advance(self, name: str, outcome: str) -> None: ...
+
+
+class NoProgress:
+    def stage(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, name: str, outcome: str) -> None:
+        pass
+
+
+@dataclass
+class RunOptions:
+    """How a run goes about its work. None of this changes what any step returns.
+
+    ``stem`` names the report files (the run id by default); ``latest`` also writes ``latest.*``
+    beside them, and ``keep`` prunes all but that many reports in the output directory.
+    """
+
+    cache_dir: str | None = None
+    out_dir: str = "reports"
+    formats: list[str] = field(default_factory=lambda: ["md"])
+    prompts_dir: str | None = None
+    concurrency: int | None = None
+    timeout: float | None = None
+    max_cost: float | None = None
+    max_age: float | None = None
+    run_id: str | None = None
+    stem: str | None = None
+    latest: bool = False
+    keep: int | None = None
+    allow_private_hosts: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("run_id")
+        data.pop("cache_dir")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **overrides: Any) -> "RunOptions":
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A named pipeline: what the journal records of a run, and how ``resume`` rebuilds it.
+
+    ``inputs`` is a dataclass with ``to_json``/``from_json`` and a ``question``; ``normalize``
+    validates inputs before anything runs; ``workflow`` makes the :class:`Stages` subclass that does
+    the work. ``version`` is recorded with each run, so a later release can tell what made it.
+    """
+
+    name: str
+    version: int
+    inputs: type
+    normalize: Callable[[Any], Any]
+    workflow: Callable[..., "Stages"]
+    templates: tuple[str, ...] = ()
+
+
+class Stages:
+    """The machinery a pipeline's stages run on: a runtime, providers, prompts, sources, failures."""
+
+    #: The template names this pipeline renders (checked up front so a missing override fails early).
+    templates: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, runtime: Runtime, inputs: Any, options: RunOptions, progress: Progress,
+                 started_at: str, *, models: list[str]) -> None:
+        self.runtime = runtime
+        self.inputs = inputs
+        self.options = options
+        self.progress = progress
+        self.started_at = started_at
+        self.limits = Limits.from_env(concurrency=options.concurrency, timeout_s=options.timeout)
+        self.prompts = Prompts(options.prompts_dir)
+        self.providers = [get_provider(m, limits=self.limits) for m in models]
+        self.web: Any = None  # made on first use, only when there are URLs or a search
+        self.fatal: ResearchError | None = None
+        self.failed: list[dict[str, str]] = []
+        self.notes: list[str] = []
+
+    # -- failures and concurrency --------------------------------------------------------------
+    def fail(self, stage: str, what: str, exc: BaseException) -> None:
+        """Record a failed item for the report; a fatal error (a rejected key, the budget) stops the run."""
+        message = redact(exc.one_line() if isinstance(exc, ResearchError) else f"{type(exc).__name__}: {exc}")
+        source = getattr(exc, "source", "")
+        if source and message.startswith(f"{source}: "):
+            # the report line already names the source (``what``); saying it twice helps nobody
+            message = message[len(source) + 2:]
+        self.failed.append({"stage": stage, "what": what, "error": message})
+        if getattr(exc, "fatal", False) or isinstance(exc, BudgetExceeded):
+            self.fatal = self.fatal or exc
+
+    async def each(self, stage: str, items: list[Any], job: Callable[[Any], Awaitable[Any]],
+                   label: Callable[[Any], str]) -> list[Any]:
+        """Run ``job`` over ``items`` concurrently; failures are recorded and come back as ``None``."""
+        self.progress.stage(stage, len(items))
+
+        async def one(item: Any) -> Any:
+            if self.fatal is not None:
+                return None
+            try:
+                result = await job(item)
+            except UsageError:
+                raise
+            except (ResearchError, OSError) as exc:
+                self.fail(stage, label(item), exc)
+                self.progress.advance(stage, "failed")
+                return None
+            self.progress.advance(stage, "done")
+            return result
+
+        tasks = [asyncio.ensure_future(one(item)) for item in items]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if self.fatal is not None:
+            raise self.fatal
+        return list(results)
+
+    # -- models --------------------------------------------------------------------------------
+    async def ask(self, provider: Any, template: str, name: str, context: dict[str, Any], **variables: Any) -> str:
+        """Render ``template`` and ask ``provider`` as a durable step; the answer's text.
+
+        ``context`` carries the structured inputs behind the prompt (hosted models ignore it); the
+        template's ``offline`` setting tells the offline model which of its generic operations answers.
+        """
+        rendered = self.prompts.render_template(template, **variables)
+        request = CompletionRequest(prompt=rendered.user, system=rendered.system, max_tokens=2048,
+                                    context=context, offline=rendered.offline)
+        completion, _ = await complete(self.runtime, provider, request, name=name)
+        return completion.text.strip()
+
+    # -- sources -------------------------------------------------------------------------------
+    def web_backend(self) -> Any:
+        if self.web is None:
+            self.web = web_backend(self.limits, max_age=self.options.max_age)
+        return self.web
+
+    async def fetch(self, ref: str) -> Document:
+        """A web page or a local file, as a durable step."""
+        if url_sources.is_web_url(ref):
+            return await web_steps.scrape(self.runtime, self.web_backend(), ref, max_age=self.options.max_age)
+        return await self.read(ref)
+
+    async def read(self, path: str) -> Document:
+        fp = file_sources.file_fingerprint(Path(path))
+        spec = StepSpec(kind="scrape", name=f"read {path}", provider="file", request=fp,
+                        max_age=self.options.max_age)
+
+        async def work() -> Paid:
+            doc = await asyncio.to_thread(file_sources.read_file, Path(path))
+            return Paid(doc.to_json(), cost_usd=0.0)
+
+        result = await self.runtime.step(spec, work)
+        return Document.from_json(result.value)
+
+    async def search(self, query: str, limit: int) -> list[Any]:
+        return await web_steps.search(self.runtime, self.web_backend(), query, limit, max_age=self.options.max_age)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def check_ready(self) -> None:
+        """Fail before any paid call if a provider lacks its key (or anything else a run needs up front)."""
+        for provider in self.providers:
+            provider.check_ready()
+
+    async def run(self) -> Any:  # pragma: no cover - every pipeline defines its own
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            await provider.aclose()
+        if self.web is not None:
+            await self.web.aclose()
