@@ -37,6 +37,9 @@ app = typer.Typer(
 )
 cache_app = typer.Typer(help="Inspect or clear the step cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+from agent.cli_report import report_app  # noqa: E402  (imports nothing heavy: commands import on use)
+
+app.add_typer(report_app, name="report")
 
 CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
@@ -143,6 +146,7 @@ def run(
     timeout: Annotated[Optional[float], typer.Option("--timeout", min=0.1, help="Seconds per model call attempt. [default: 120]")] = None,
     max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="Stop before a paid call would take the run past this many USD.")] = None,
     max_age: Annotated[Optional[str], typer.Option("--max-age", help="Re-read sources older than this (30m, 12h, 7d).")] = None,
+    allow_private_hosts: Annotated[bool, typer.Option("--allow-private-hosts", help="Let search results and redirects reach private and loopback addresses.")] = False,
     cache_dir: CacheDir = None,
     as_json: JsonOut = False,
     quiet: Quiet = False,
@@ -168,7 +172,7 @@ def run(
                                 breadth=breadth, models=list(model) or ["local:extractive"])
         options = ResearchOptions(cache_dir=cache_dir, out_dir=out or env("RESEARCH_REPORT_DIR") or "reports", formats=list(fmt), prompts_dir=prompts,
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
-                                  run_id=run_id)
+                                  run_id=run_id, allow_private_hosts=allow_private_hosts)
         _run("research", inputs, options, as_json=as_json, quiet=quiet)
 
 

@@ -91,6 +91,9 @@ CREATE TABLE IF NOT EXISTS effects (
 MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _SCHEMA_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: How long a side effect being sent is left to the process sending it (a webhook's retries fit in it).
+EFFECT_SECONDS = 300.0
+
 #: How long a run's lease lasts without a heartbeat; a holder renews it every third of that.
 LEASE_SECONDS = 15.0
 
@@ -317,14 +320,17 @@ class Journal:
         """Record that ``effect`` (a webhook, a notification) is about to fire; False if it already fired.
 
         The record is written before the effect fires, so a replayed or resumed run never fires it
-        again. An effect whose process died mid-send is tried again (its receiver gets the same event
-        id and can drop the duplicate): at least once, never twice once it is known to be sent.
+        again, and a second process finishing the same run meanwhile leaves it to the first. An effect
+        whose process died mid-send is tried again once :data:`EFFECT_SECONDS` have passed (its
+        receiver gets the same event id and can drop the duplicate).
         """
         now = time.time()
         with self._transaction() as db:
-            row = db.execute("SELECT status FROM effects WHERE run_id = ? AND effect = ?", (run_id, effect)).fetchone()
+            row = db.execute("SELECT status, at FROM effects WHERE run_id = ? AND effect = ?", (run_id, effect)).fetchone()
             if row is not None and row[0] == "sent":
                 return False
+            if row is not None and row[0] == "sending" and row[1] > now - EFFECT_SECONDS:
+                return False  # another process is sending it right now
             db.execute(
                 "INSERT INTO effects (run_id, effect, status, attempts, at) VALUES (?, ?, 'sending', 1, ?)"
                 " ON CONFLICT (run_id, effect) DO UPDATE SET status = 'sending', attempts = attempts + 1, at = ?",
@@ -411,6 +417,17 @@ class Journal:
                 step["error"] = ev["error"]
             steps.append(step)
         return steps
+
+    def attempt_counts(self, run_id: str, attempt: int) -> dict[str, int]:
+        """What one attempt of a run did: steps paid, replayed and failed by that attempt alone."""
+        rows = self._exec(
+            "SELECT status, replayed, COUNT(*) FROM events WHERE run_id = ? AND attempt = ? GROUP BY status, replayed",
+            (run_id, attempt)).fetchall()
+        counts = {"attempt": attempt, "paid": 0, "replayed": 0, "failed": 0}
+        for status, replayed, n in rows:
+            key = "failed" if status == "failed" else ("replayed" if replayed else "paid")
+            counts[key] += n
+        return counts
 
     def close(self) -> None:
         self.flush()

@@ -67,6 +67,7 @@ class Research:
         timeout: float | None = None,
         max_cost: float | None = None,
         max_age: float | None = None,
+        allow_private_hosts: bool = False,
     ) -> None:
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
         self.models = list(models) if models else ["local:extractive"]
@@ -77,6 +78,7 @@ class Research:
         self.timeout = timeout
         self.max_cost = max_cost
         self.max_age = max_age
+        self.allow_private_hosts = allow_private_hosts
 
     def _prepare(self, question: str, files: Sequence[str | Path], urls: Sequence[str], search: int,
                  depth: int, breadth: int, run_id: str | None) -> tuple[Any, Any]:
@@ -86,7 +88,8 @@ class Research:
                                 models=list(self.models), search=search, depth=depth, breadth=breadth)
         options = ResearchOptions(cache_dir=self.cache_dir, out_dir=self.out_dir, formats=list(self.formats),
                                   prompts_dir=self.prompts_dir, concurrency=self.concurrency, timeout=self.timeout,
-                                  max_cost=self.max_cost, max_age=self.max_age, run_id=run_id)
+                                  max_cost=self.max_cost, max_age=self.max_age, run_id=run_id,
+                                  allow_private_hosts=self.allow_private_hosts)
         return inputs, options
 
     async def arun(self, question: str, *, files: Sequence[str | Path] = (), urls: Sequence[str] = (),

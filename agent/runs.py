@@ -17,7 +17,7 @@ from agent.steps import Runtime, StepSpec
 from agent.store import Store
 
 # '@' and ':' let a scheduled report's run id name its slot: ``nightly@2026-11-23T06:00Z``.
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,95}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,95}$")
 
 
 def new_run_id() -> str:
@@ -28,7 +28,7 @@ def new_run_id() -> str:
 def check_run_id(run_id: str) -> str:
     if not _RUN_ID.match(run_id):
         raise UsageError(f"run id {run_id!r} is not valid",
-                         hint="use up to 96 letters, digits, '.', '_', '-', '@' or ':', starting with a letter or digit")
+                         hint="use up to 96 letters, digits, '.', '_', '-', '@', ':' or '+', starting with a letter or digit")
     return run_id
 
 

@@ -24,12 +24,13 @@ class Rendered:
 class Prompts:
     """Loads ``NAME.j2`` from an override directory first, then from the packaged templates."""
 
-    def __init__(self, override_dir: str | Path | None = None) -> None:
+    def __init__(self, override_dir: str | Path | None = None, *, pipeline_dir: str | Path | None = None) -> None:
         import jinja2
 
         from prompts import TEMPLATE_DIR
 
-        dirs = [str(TEMPLATE_DIR)]
+        # A pipeline from another package brings its templates; the packaged ones come after them.
+        dirs = ([str(pipeline_dir)] if pipeline_dir else []) + [str(TEMPLATE_DIR)]
         if override_dir:
             override = Path(override_dir)
             if not override.is_dir():

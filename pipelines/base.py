@@ -100,8 +100,10 @@ class Pipeline:
 class Stages:
     """The machinery a pipeline's stages run on: a runtime, providers, prompts, sources, failures."""
 
-    #: The template names this pipeline renders (checked up front so a missing override fails early).
+    #: The template names this pipeline renders.
     templates: ClassVar[tuple[str, ...]] = ()
+    #: A directory of this pipeline's own templates (a third-party pipeline ships its prompts there).
+    template_dir: ClassVar[str | None] = None
 
     def __init__(self, runtime: Runtime, inputs: Any, options: RunOptions, progress: Progress,
                  started_at: str, *, models: list[str]) -> None:
@@ -111,7 +113,7 @@ class Stages:
         self.progress = progress
         self.started_at = started_at
         self.limits = Limits.from_env(concurrency=options.concurrency, timeout_s=options.timeout)
-        self.prompts = Prompts(options.prompts_dir)
+        self.prompts = Prompts(options.prompts_dir, pipeline_dir=self.template_dir)
         self.providers = [get_provider(m, limits=self.limits) for m in models]
         self.web: Any = None  # made on first use, only when there are URLs or a search
         self.fatal: ResearchError | None = None
@@ -175,9 +177,17 @@ class Stages:
         return completion.text.strip()
 
     # -- sources -------------------------------------------------------------------------------
+    def trusted_hosts(self) -> set[str]:
+        """Hosts the user named themselves: the built-in fetcher may reach them even on a private address."""
+        from urllib.parse import urlsplit
+
+        return {host for host in (urlsplit(u).hostname for u in getattr(self.inputs, "urls", [])) if host}
+
     def web_backend(self) -> Any:
         if self.web is None:
-            self.web = web_backend(self.limits, max_age=self.options.max_age)
+            # Search results, planner-chosen pages and redirects to other hosts are not trusted.
+            self.web = web_backend(self.limits, max_age=self.options.max_age, trusted_hosts=self.trusted_hosts(),
+                                   allow_private=self.options.allow_private_hosts)
         return self.web
 
     async def fetch(self, ref: str) -> Document:

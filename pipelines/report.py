@@ -39,6 +39,8 @@ def markdown(result: "ResearchResult") -> str:
     lines.append("")
     if _uses_local(result.models):
         lines += [f"> {OFFLINE_NOTE}", ""]
+    if getattr(result, "changes", ""):
+        lines += [result.changes.strip(), ""]
     if result.synthesis:
         lines += [result.synthesis.strip(), ""]
     else:

@@ -161,7 +161,9 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
         workflow_ref.append(workflow)
         try:
             result = await workflow.run()
+            workspace.journal.flush()
             result.totals = totals(workspace.journal.steps(run_id))
+            result.totals["this_attempt"] = workspace.journal.attempt_counts(run_id, runtime.attempt)
             result.report_paths = write_outputs(result, options)
         except BudgetExceeded as exc:
             workspace.journal.finish_run(run_id, "stopped", error=redact(exc.one_line()))
