@@ -48,6 +48,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.
 
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 EXIT_INTERNAL = 70
 
 
@@ -68,9 +69,11 @@ def _edge(debug: bool) -> Iterator[None]:
             raise
         _err(exc.one_line())
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        _err("interrupted; completed steps are saved, so the run can be resumed with 'research resume RUN_ID'")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as exc:
+        run_id = getattr(exc, "run_id", None)
+        how = f"research resume {run_id}" if run_id else "research resume RUN_ID (see 'research runs')"
+        _err(f"{getattr(exc, 'what', 'interrupted')}; completed steps are saved; continue with: {how}")
+        raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
     except (typer.Exit, typer.Abort, click_errors.ClickException):
         raise
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
@@ -102,12 +105,48 @@ def _progress(quiet: bool, as_json: bool):
     return RichProgress()
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run: the one line names the run to resume."""
+
+    def __init__(self, run_id: str | None, *, terminated: bool = False) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.what = "terminated (SIGTERM)" if terminated else "interrupted"
+        self.exit_code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _interruptible(run_id: str | None) -> Iterator[None]:
+    """SIGTERM ends a run the way Ctrl-C does (completed steps kept, the run marked interrupted)."""
+    import signal
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Interrupted(run_id, terminated=True)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (an embedding host): leave signals alone
+        previous = None
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(run_id) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool) -> None:
+    from agent.runs import new_run_id
     from pipelines.runner import execute
 
+    options.run_id = options.run_id or new_run_id()  # named now, so an interruption can say what to resume
     with _progress(quiet, as_json) as progress:
         try:
-            result = asyncio.run(execute(pipeline, inputs, options, progress=progress))
+            with _interruptible(options.run_id):
+                result = asyncio.run(execute(pipeline, inputs, options, progress=progress))
         except RunStopped as exc:
             if as_json:
                 _emit_json({"run_id": exc.run_id, "status": "stopped" if exc.exit_code == 4 else "failed",

@@ -1,0 +1,61 @@
+"""Stopping a run from outside: SIGTERM and Ctrl-C say which run to resume, and a second process on a
+live run steps aside without paying."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from tests.conftest import subprocess_env
+from tests.helpers import completed_events, research_proc, research_run
+from tests.test_crash import QUESTION, make_corpus
+
+
+def _wait_for_events(cache, n, proc, deadline=60.0):
+    end = time.monotonic() + deadline
+    while completed_events(cache) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, "the run made no progress"
+        time.sleep(0.05)
+
+
+def _args(corpus, cache, run_id):
+    return ["run", QUESTION, "--file", corpus, "--run-id", run_id, "--cache-dir", cache, "--concurrency", "1"]
+
+
+def test_sigterm_says_which_run_to_resume_and_the_run_resumes(tmp_path):
+    corpus, cache = make_corpus(tmp_path), tmp_path / "cache"
+    env = subprocess_env(RESEARCH_LOCAL_LATENCY="0.1")
+    proc = research_proc(*_args(corpus, cache, "t1"), env=env, cwd=tmp_path)
+    _wait_for_events(cache, 12, proc)  # reads done, summaries under way
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "research resume t1" in lines[0] and "SIGTERM" in lines[0], err
+    shown = json.loads(research_run("show", "t1", "--json", "--cache-dir", cache, env=env, cwd=tmp_path).stdout)
+    assert shown["status"] == "interrupted"
+    paid_before = shown["totals"]["paid"]
+    resumed = research_run("resume", "t1", "--json", "--cache-dir", cache, env=subprocess_env(), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    attempt = json.loads(resumed.stdout)["totals"]["this_attempt"]
+    assert attempt["replayed"] >= paid_before  # nothing completed before the signal was paid again
+
+
+def test_a_second_process_on_a_live_run_refuses_and_pays_nothing(tmp_path):
+    corpus, cache = make_corpus(tmp_path), tmp_path / "cache"
+    env = subprocess_env(RESEARCH_LOCAL_LATENCY="0.1")
+    first = research_proc(*_args(corpus, cache, "same"), env=env, cwd=tmp_path)
+    _wait_for_events(cache, 3, first)
+    second = research_run(*_args(corpus, cache, "same"), env=env, cwd=tmp_path)
+    resume = research_run("resume", "same", "--cache-dir", cache, env=env, cwd=tmp_path)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    for other in (second, resume):
+        assert other.returncode == 2, other.stderr
+        assert "already running in" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    shown = json.loads(research_run("show", "same", "--json", "--cache-dir", cache, env=env, cwd=tmp_path).stdout)
+    assert shown["attempts"] == 1
+    keys = [s["key"] for s in shown["steps"] if not s["replayed"]]
+    assert len(keys) == len(set(keys)) == shown["totals"]["paid"]
