@@ -75,6 +75,12 @@ ALTER TABLE runs ADD COLUMN lease_expires REAL;
 ALTER TABLE runs ADD COLUMN report TEXT;
 ALTER TABLE runs ADD COLUMN slot REAL;
 CREATE INDEX IF NOT EXISTS runs_report ON runs (report, slot);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    run_id TEXT,
+    expires REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS effects (
     run_id TEXT NOT NULL,
     effect TEXT NOT NULL,
@@ -123,6 +129,15 @@ def _live(run: dict[str, Any], now: float) -> bool:
         # A run started by the first release, which kept no lease: only its pid on this host says anything.
         return run.get("host") == socket.gethostname() and _pid_alive(run.get("pid"))
     return run["lease_expires"] > now
+
+
+def _holder_alive(holder: str) -> bool:
+    """Whether a ``host:pid:...`` holder may still be alive: on another host, only its lease can tell."""
+    host, _, rest = holder.partition(":")
+    if host != socket.gethostname():
+        return True
+    pid = rest.split(":", 1)[0]
+    return pid.isdigit() and _pid_alive(int(pid))
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -314,6 +329,37 @@ class Journal:
         """Runs of a scheduled report, latest slot first."""
         cur = self._exec("SELECT * FROM runs WHERE report = ? ORDER BY slot DESC, started_at DESC", (report,))
         return [self._run_dict(cur, row) for row in cur.fetchall()]
+
+    # -- step claims -------------------------------------------------------------------------
+    def claim(self, key: str, holder: str, run_id: str | None = None) -> str | None:
+        """Claim step ``key`` for ``holder`` before paying for it; None if claimed, else who holds it.
+
+        One payer per step across processes sharing this journal: a second run needing the same step
+        waits for the first one's stored result instead of paying again. A claim whose holder died (its
+        process gone on this host, or its lease not renewed) is taken over.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT holder, expires FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > now and _holder_alive(row[0]):
+                return row[0]
+            db.execute("INSERT INTO claims (key, holder, run_id, expires) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, run_id = excluded.run_id,"
+                       " expires = excluded.expires", (key, holder, run_id, now + LEASE_SECONDS))
+        return None
+
+    def claim_holder(self, key: str) -> str | None:
+        """Who holds a live claim on ``key``, if anyone."""
+        row = self._exec("SELECT holder, expires FROM claims WHERE key = ?", (key,)).fetchone()
+        if row is None or row[1] <= time.time() or not _holder_alive(row[0]):
+            return None
+        return row[0]
+
+    def release_claim(self, key: str, holder: str) -> None:
+        self._exec("DELETE FROM claims WHERE key = ? AND holder = ?", (key, holder))
+
+    def renew_claims(self, holder: str) -> None:
+        self._exec("UPDATE claims SET expires = ? WHERE holder = ?", (time.time() + LEASE_SECONDS, holder))
 
     # -- side effects ------------------------------------------------------------------------
     def begin_effect(self, run_id: str, effect: str) -> bool:

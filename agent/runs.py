@@ -71,7 +71,7 @@ class Workspace:
                                          pipeline_version=pipeline_version, report=report, slot=slot, holder=holder)
         self.leases[run_id] = Lease(self.journal, run_id, holder)
         pins = self.journal.pins(run_id) if attempt > 1 else {}
-        return Runtime(self.store, self.journal, run_id=run_id, attempt=attempt, pins=pins, gate=gate)
+        return Runtime(self.store, self.journal, run_id=run_id, attempt=attempt, pins=pins, gate=gate, holder=holder)
 
     def summary(self, run_id: str) -> dict[str, Any]:
         """What ``research show`` prints: the run, its steps and totals."""
@@ -123,6 +123,7 @@ class Lease:
                 if not self.journal.renew(self.run_id, self.holder):
                     self.lost = True
                     return
+                self.journal.renew_claims(self.holder)
             except Exception:  # a journal that cannot be written: the next step's write says so
                 continue
 

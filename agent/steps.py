@@ -6,7 +6,9 @@ step key) and a coroutine that would do the work, it:
 1. replays the result the run's journal pinned for that key, if this is a resumed run;
 2. else replays the stored result, if one exists and is fresh enough;
 3. else joins an identical call already in flight in this process (single-flight);
-4. else pays: runs the work, stores the result *only if it succeeded*, and journals the outcome.
+4. else claims the key in the journal, or waits while another live process holds it and replays what
+   that process stored (one payer per step across processes; a dead holder's claim expires);
+5. else pays: runs the work, stores the result *only if it succeeded*, and journals the outcome.
 
 It knows nothing of models, pages or pipelines; adapters and pipelines bring the work.
 """
@@ -98,8 +100,11 @@ class Runtime:
         attempt: int = 1,
         pins: dict[str, str] | None = None,
         gate: Callable[[StepSpec], Awaitable[None]] | None = None,
+        holder: str | None = None,
     ) -> None:
         self.store = store
+        #: Who this runtime claims steps as (its run's lease holder); None: no claims (no journal).
+        self.holder = holder if journal is not None else None
         self.journal = journal
         self.run_id = run_id
         self.attempt = attempt
@@ -189,7 +194,13 @@ class Runtime:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         gated = False
+        claimed = self.holder is not None  # released in any case below (a no-op if never held)
         try:
+            record = await self._claim_or_wait(spec)
+            if record is not None:  # another process paid for it while we waited
+                result = self._replay(spec, record, started)
+                future.set_result(result)
+                return result
             if self.gate is not None:
                 await self.gate(spec)
             gated = True
@@ -207,6 +218,33 @@ class Runtime:
             return result
         finally:
             self._inflight.pop(key, None)
+            if claimed:
+                self._release(key)
+
+    #: Seconds between looks at the store while another process pays for a step this one needs.
+    CLAIM_POLL_S = 0.1
+
+    async def _claim_or_wait(self, spec: StepSpec) -> dict[str, Any] | None:
+        """Claim ``spec``'s key, or wait while another live process holds it; its record if it paid."""
+        if self.holder is None:
+            return None
+        while True:
+            other = self.journal.claim(spec.key, self.holder, self.run_id)
+            if other is None:
+                # Claimed. A process that paid and released between our lookup and our claim left its result.
+                return self.lookup(spec)
+            while self.journal.claim_holder(spec.key) is not None:
+                await asyncio.sleep(self.CLAIM_POLL_S)
+            record = self.lookup(spec)
+            if record is not None:
+                return record
+            # The holder failed or died without a result: try to claim it ourselves.
+
+    def _release(self, key: str) -> None:
+        try:
+            self.journal.release_claim(key, self.holder)
+        except ResearchError:
+            pass  # an expired claim frees the step for others anyway
 
     def step_sync(self, spec: StepSpec, work: Callable[[], Paid]) -> StepResult:
         """:meth:`step` for plain functions; identical calls from several threads run once."""
