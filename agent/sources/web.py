@@ -152,6 +152,11 @@ class WebFetcher(WebBackend):
             self.guard = AddressGuard(trusted_hosts, resolve=resolve)
 
     def key_options(self) -> dict[str, Any]:
+        # A page an unguarded fetcher read (--allow-private-hosts) may hold what a guarded one must
+        # refuse, such as a redirect into a private address: it is stored apart, never replayed to a
+        # guarded run. Guarded keys stay as they were, whichever hosts the run trusts.
+        if self.guard is None:
+            return {"reader": READER_VERSION, "private_hosts": "allowed"}
         return {"reader": READER_VERSION}
 
     def _http(self) -> httpx.AsyncClient:
