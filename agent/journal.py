@@ -443,21 +443,31 @@ class Journal:
         """One entry per step of the run, across its attempts.
 
         A step this run paid for counts as paid (with its cost) even if a later attempt replayed it;
-        a step only ever replayed counts as replayed, its original cost as saved.
+        a step only ever replayed counts as replayed, its original cost as saved. A step paid more than
+        once (its stored result was lost between attempts) says so in ``paid_times``, and its cost is
+        what every payment cost: the totals are what was really spent.
         """
         by_key: dict[str, dict[str, Any]] = {}
+        paid: dict[str, list[float | None]] = {}
         for ev in self.events(run_id):
+            if ev["status"] == "completed" and not ev["replayed"]:
+                paid.setdefault(ev["key"], []).append(ev["cost_usd"])
             cur = by_key.get(ev["key"])
             paid_before = cur is not None and cur["status"] == "completed" and not cur["replayed"]
             if cur is None or not paid_before:
                 by_key[ev["key"]] = ev
         steps = []
         for ev in by_key.values():
+            costs = paid.get(ev["key"], [])
+            cost = ev["cost_usd"]
+            if len(costs) > 1:
+                cost = None if any(c is None for c in costs) else sum(costs)
             step = {
                 "kind": ev["kind"], "name": ev["name"], "provider": ev["provider"], "model": ev["model"],
                 "key": ev["key"], "status": ev["status"], "replayed": bool(ev["replayed"]),
                 "input_tokens": ev["input_tokens"], "output_tokens": ev["output_tokens"],
-                "cost_usd": ev["cost_usd"], "saved_usd": ev["saved_usd"], "duration_s": ev["duration_s"],
+                "cost_usd": cost, "saved_usd": ev["saved_usd"], "duration_s": ev["duration_s"],
+                "paid_times": len(costs),
             }
             if ev["status"] == "failed":
                 step["error"] = ev["error"]
@@ -488,7 +498,8 @@ def totals(steps: list[dict[str, Any]]) -> dict[str, Any]:
     unknown = any(s["cost_usd"] is None for s in steps if s["status"] == "completed" and not s["replayed"])
     return {
         "calls": len(steps),
-        "paid": sum(1 for s in steps if s["status"] == "completed" and not s["replayed"]),
+        # every payment, in every attempt: a step paid twice counts twice
+        "paid": sum(s.get("paid_times", 1) for s in steps if s["status"] == "completed" and not s["replayed"]),
         "replayed": sum(1 for s in steps if s["replayed"]),
         "failed": sum(1 for s in steps if s["status"] == "failed"),
         "cost_usd": round(cost, 6),

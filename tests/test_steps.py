@@ -230,3 +230,22 @@ def test_dead_running_run_shows_as_interrupted(tmp_path):
     j = Journal(tmp_path / "c")
     assert j.get_run("r1")["status"] == "interrupted"
     j.close()
+
+
+def test_totals_count_every_payment_of_every_attempt(tmp_path):
+    """A step whose stored result was lost between attempts is paid again: show and the budget see both."""
+    ws = Workspace.open(tmp_path / "c")
+
+    async def work():
+        return Paid("v", cost_usd=0.25)
+
+    asyncio.run(ws.start("r1", question="q", inputs={}, config={}).step(spec(), work))
+    ws.leases.pop("r1").release()
+    ws.journal.finish_run("r1", "interrupted")
+    ws.store.clear()
+    asyncio.run(ws.start("r1", question="q", inputs={}, config={}).step(spec(), work))
+    (step,) = ws.journal.steps("r1")
+    assert step["paid_times"] == 2
+    t = totals(ws.journal.steps("r1"))
+    assert (t["calls"], t["paid"], t["cost_usd"]) == (1, 2, 0.5)
+    ws.close()
