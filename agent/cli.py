@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
 _NoArgsIsHelp = getattr(click_errors, "NoArgsIsHelpError", ())
 from typing_extensions import Annotated
 
-from agent.errors import ResearchError, RunStopped, UsageError
+from agent.errors import ResearchError, RunStopped, RunWaiting, UsageError
 
 app = typer.Typer(
     name="research",
@@ -45,6 +45,7 @@ CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", help="Cache dire
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+ConfigFile = Annotated[Optional[str], typer.Option("--config", help="For a scheduled report's run: the reports file holding its webhook [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
 
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
@@ -147,6 +148,13 @@ def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool
         try:
             with _interruptible(options.run_id):
                 result = asyncio.run(execute(pipeline, inputs, options, progress=progress))
+        except RunWaiting as exc:  # not a failure: the run waits, durably, for a person
+            if as_json:
+                _emit_json({"run_id": exc.run_id, "status": "waiting", "waiting_for": exc.stage,
+                            "report_path": None, "continue": f"research approve {exc.run_id}"})
+            else:
+                sys.stdout.write(f"{exc.one_line()}\n")
+            return
         except RunStopped as exc:
             if as_json:
                 _emit_json({"run_id": exc.run_id, "status": "stopped" if exc.exit_code == 4 else "failed",
@@ -185,7 +193,9 @@ def run(
     timeout: Annotated[Optional[float], typer.Option("--timeout", min=0.1, help="Seconds per model call attempt. [default: 120]")] = None,
     max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="Stop before a paid call would take the run past this many USD.")] = None,
     max_age: Annotated[Optional[str], typer.Option("--max-age", help="Re-read sources older than this (30m, 12h, 7d).")] = None,
-    allow_private_hosts: Annotated[bool, typer.Option("--allow-private-hosts", help="Let search results and redirects reach private and loopback addresses.")] = False,
+    allow_private_hosts: Annotated[bool, typer.Option("--allow-private-hosts", help="Let the built-in fetcher follow redirects (and unnamed hosts) to private and loopback addresses.")] = False,
+    approve: Annotated[List[str], typer.Option("--approve", help="Stop before this stage (analyze, report) until 'research approve RUN_ID' (repeatable).")] = [],
+    approve_timeout: Annotated[Optional[str], typer.Option("--approve-timeout", help="A wait for approval expires after this long (3d, 12h).")] = None,
     cache_dir: CacheDir = None,
     as_json: JsonOut = False,
     quiet: Quiet = False,
@@ -202,6 +212,12 @@ def run(
                 age = parse_duration(max_age)
             except ValueError:
                 raise UsageError(f"--max-age {max_age!r} is not a duration", hint="use a number and a unit: 30m, 12h, 7d") from None
+        timeout_s = None
+        if approve_timeout is not None:
+            try:
+                timeout_s = parse_duration(approve_timeout)
+            except ValueError:
+                raise UsageError(f"--approve-timeout {approve_timeout!r} is not a duration", hint="use a number and a unit: 12h, 3d") from None
         urls = list(url)
         if urls_file is not None:
             from agent.sources.urls import read_urls_file
@@ -211,7 +227,8 @@ def run(
                                 breadth=breadth, models=list(model) or ["local:extractive"])
         options = ResearchOptions(cache_dir=cache_dir, out_dir=out or env("RESEARCH_REPORT_DIR") or "reports", formats=list(fmt), prompts_dir=prompts,
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
-                                  run_id=run_id, allow_private_hosts=allow_private_hosts)
+                                  run_id=run_id, allow_private_hosts=allow_private_hosts,
+                                  approve=[a.strip().lower() for a in approve], approve_timeout=timeout_s)
         _run("research", inputs, options, as_json=as_json, quiet=quiet)
 
 
@@ -219,6 +236,7 @@ def run(
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
     max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="A new budget in USD for the whole run.")] = None,
+    config: ConfigFile = None,
     cache_dir: CacheDir = None,
     as_json: JsonOut = False,
     quiet: Quiet = False,
@@ -226,10 +244,61 @@ def resume(
 ) -> None:
     """Continue a run: completed steps replay, the rest are paid for."""
     with _edge(debug):
-        from pipelines.runner import resume as rebuild
+        _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet, max_cost=max_cost)
 
-        pipeline, inputs, options, _ = rebuild(cache_dir, run_id, max_cost=max_cost)
-        _run(pipeline, inputs, options, as_json=as_json, quiet=quiet)
+
+def _continue(run_id: str, *, cache_dir: str | None, config: str | None, as_json: bool, quiet: bool,
+              **overrides: Any) -> None:
+    """The one way a stopped, interrupted or approved run goes on, whichever command asked."""
+    from pipelines.runner import resume as rebuild
+
+    pipeline, inputs, options, run = rebuild(cache_dir, run_id, **overrides)
+    if pipeline.name == "report":
+        from agent.cli_report import continue_report
+
+        continue_report(run, config=config, cache_dir=cache_dir, as_json=as_json, quiet=quiet, **overrides)
+        return
+    _run(pipeline, inputs, options, as_json=as_json, quiet=quiet)
+
+
+def _decide(run_id: str, decision: str, note: str | None, cache_dir: str | None) -> None:
+    from agent.config import resolve_cache_dir
+    from agent.runs import Workspace
+
+    workspace = Workspace.open(resolve_cache_dir(cache_dir))
+    try:
+        workspace.journal.decide(run_id, decision, note)
+    finally:
+        workspace.close()
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The waiting run to continue.")],
+    note: Annotated[Optional[str], typer.Option("--note", help="A note for the next stage's prompt.")] = None,
+    config: ConfigFile = None,
+    cache_dir: CacheDir = None,
+    as_json: JsonOut = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Approve a run waiting before a stage, and continue it here (its completed steps replay)."""
+    with _edge(debug):
+        _decide(run_id, "approved", note, cache_dir)
+        _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet)
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(help="The waiting run to end.")],
+    note: Annotated[Optional[str], typer.Option("--note", help="Why, for the journal.")] = None,
+    cache_dir: CacheDir = None,
+    debug: Debug = False,
+) -> None:
+    """Reject a run waiting before a stage: it ends as 'rejected' and pays for nothing more."""
+    with _edge(debug):
+        _decide(run_id, "rejected", note, cache_dir)
+        sys.stdout.write(f"run {run_id} rejected\n")
 
 
 @app.command()

@@ -65,7 +65,7 @@ def _slot_json(outcome: Any) -> dict[str, Any]:
 
 def _exit_code(outcomes: list[Any]) -> int:
     codes = [EXIT_PARTIAL if o.status == "partial" else getattr(o.error, "exit_code", EXIT_FAILED)
-             for o in outcomes if o.status not in ("completed", "busy")]
+             for o in outcomes if o.status not in ("completed", "busy", "waiting")]
     return max(codes) if codes else 0
 
 
@@ -91,6 +91,11 @@ def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: b
         if existing is not None and existing["status"] == "completed":
             say(f"{run_id}: up to date (completed)")
             continue
+        if existing is not None and existing["status"] in ("waiting", "rejected", "expired"):
+            what = {"waiting": f"waiting for approval; continue with: research approve {run_id}",
+                    "rejected": "rejected", "expired": "its wait for approval expired"}[existing["status"]]
+            say(f"{run_id}: {what}")
+            continue
         if earlier:
             last = _dt.datetime.fromtimestamp(earlier[0]["slot"], tz=_dt.timezone.utc)
             missed = slots_between(spec.schedule, spec.timezone, last, slot)[:-1]
@@ -102,6 +107,47 @@ def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: b
         say(outcome.line())
         outcomes.append(outcome)
     return outcomes
+
+
+def continue_report(run: dict[str, Any], *, config: str | None, cache_dir: str | None, as_json: bool,
+                    quiet: bool, **overrides: Any) -> None:
+    """``research resume``/``approve`` of a scheduled report's run: the report's own path, webhook included.
+
+    The webhook URL is never journaled (it often carries a token), so it is read from the reports file
+    again; without one the run still continues, and says that nobody was told.
+    """
+    from agent.cli import _emit_json, _progress
+    from agent.errors import UsageError
+    from agent.reportfile import load_reports
+    from pipelines.scheduled import continue_slot
+
+    webhook = None
+    try:
+        reports = load_reports(config)
+        if run["report"] in reports.reports:
+            webhook = reports.reports[run["report"]].webhook
+    except UsageError as exc:
+        sys.stderr.write(f"note: no webhook will be told of {run['run_id']}: {exc.message}\n")
+    with _progress(quiet, as_json) as progress:
+        outcome = asyncio.run(continue_slot(run["run_id"], cache_dir=cache_dir, webhook=webhook, progress=progress,
+                                            **overrides))
+    _finish(outcome, as_json)
+
+
+def _finish(outcome: Any, as_json: bool) -> None:
+    from agent.cli import _emit_json
+
+    if as_json:
+        _emit_json(_slot_json(outcome))
+    else:
+        if outcome.status in ("failed", "stopped") and outcome.error is not None:
+            raise outcome.error
+        for path in (outcome.result.report_paths.values() if outcome.result else []):
+            _out(f"report: {path}")
+        _out(outcome.line())
+    code = _exit_code([outcome])
+    if code:
+        raise typer.Exit(code)
 
 
 @report_app.command("run")
@@ -133,17 +179,7 @@ def report_run(
         slot = latest_slot(spec.schedule, spec.timezone, when)
         with _progress(quiet, as_json) as progress:
             outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir, progress=progress))
-        if as_json:
-            _emit_json(_slot_json(outcome))
-        else:
-            if outcome.status in ("failed", "stopped") and outcome.error is not None:
-                raise outcome.error
-            for path in (outcome.result.report_paths.values() if outcome.result else []):
-                _out(f"report: {path}")
-            _out(outcome.line())
-        code = _exit_code([outcome])
-        if code:
-            raise typer.Exit(code)
+        _finish(outcome, as_json)
 
 
 @report_app.command("due")

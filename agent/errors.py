@@ -133,3 +133,31 @@ class RunStopped(ResearchError):
         self.run_id = run_id
         self.cause = cause
         self.exit_code = exit_code
+
+
+class RunWaiting(ResearchError):
+    """The run stopped, durably, to wait for a person's approval before a stage. Not a failure."""
+
+    exit_code = 0
+
+    def __init__(self, run_id: str, stage: str, since: float, until: float | None) -> None:
+        import datetime as _dt
+
+        def when(ts: float) -> str:
+            return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+        expiry = f", until {when(until)}" if until else ""
+        super().__init__(f"run {run_id} waits for approval before its {stage} stage (since {when(since)}{expiry})",
+                         hint=f"continue it with: research approve {run_id} [--note TEXT]; or end it with: "
+                              f"research reject {run_id}")
+        self.run_id, self.stage, self.since, self.until = run_id, stage, since, until
+
+
+class RunRejected(ResearchError):
+    """A person rejected the run at one of its approval stages (or its wait expired): it is over."""
+
+    exit_code = 1
+
+    def __init__(self, run_id: str, status: str, stage: str) -> None:
+        super().__init__(f"run {run_id} was {status} at its {stage} stage", hint="start a new run to try again")
+        self.run_id, self.status, self.stage = run_id, status, stage

@@ -75,6 +75,16 @@ ALTER TABLE runs ADD COLUMN lease_expires REAL;
 ALTER TABLE runs ADD COLUMN report TEXT;
 ALTER TABLE runs ADD COLUMN slot REAL;
 CREATE INDEX IF NOT EXISTS runs_report ON runs (report, slot);
+CREATE TABLE IF NOT EXISTS waits (
+    run_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    status TEXT NOT NULL,
+    note TEXT,
+    since REAL NOT NULL,
+    until REAL,
+    decided_at REAL,
+    PRIMARY KEY (run_id, stage)
+);
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -306,6 +316,12 @@ class Journal:
         run["outcome"] = json.loads(run["outcome"]) if run.get("outcome") else None
         if run["status"] == "running" and not _live(run, time.time()):
             run["status"] = "interrupted"
+        if run["status"] == "waiting":
+            wait = self.open_wait(run["run_id"])
+            if wait is not None:
+                run["status"] = "expired" if wait["status"] == "expired" else "waiting"
+                run["waiting"] = {"stage": wait["stage"], "since": wait["since"], "until": wait["until"],
+                                  "continue": f"research approve {run['run_id']}"}
         return run
 
     def get_run(self, run_id: str) -> dict[str, Any]:
@@ -329,6 +345,57 @@ class Journal:
         """Runs of a scheduled report, latest slot first."""
         cur = self._exec("SELECT * FROM runs WHERE report = ? ORDER BY slot DESC, started_at DESC", (report,))
         return [self._run_dict(cur, row) for row in cur.fetchall()]
+
+    # -- waits for people ---------------------------------------------------------------------
+    def wait_for(self, run_id: str, stage: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """The run's wait before ``stage``: made now (``waiting``) if it did not exist, else as decided."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("INSERT INTO waits (run_id, stage, status, since, until) VALUES (?, ?, 'waiting', ?, ?)"
+                       " ON CONFLICT (run_id, stage) DO NOTHING",
+                       (run_id, stage, now, now + timeout_s if timeout_s else None))
+        return self._wait_row(run_id, stage)
+
+    def _wait_row(self, run_id: str, stage: str) -> dict[str, Any]:
+        cur = self._exec("SELECT * FROM waits WHERE run_id = ? AND stage = ?", (run_id, stage))
+        row = dict(zip([c[0] for c in cur.description], cur.fetchone()))
+        if row["status"] == "waiting" and row["until"] is not None and row["until"] <= time.time():
+            row["status"] = "expired"
+        return row
+
+    def open_wait(self, run_id: str) -> dict[str, Any] | None:
+        cur = self._exec("SELECT stage FROM waits WHERE run_id = ? AND status = 'waiting' ORDER BY since DESC",
+                         (run_id,))
+        row = cur.fetchone()
+        return self._wait_row(run_id, row[0]) if row else None
+
+    def decide(self, run_id: str, decision: str, note: str | None = None) -> dict[str, Any]:
+        """Approve or reject the wait a run is stopped at; one clear error if it is not waiting."""
+        now = time.time()
+        with self._transaction() as db:
+            run = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                raise UsageError(f"no run with id {run_id!r} in {self.path.parent}",
+                                 hint="list runs with 'research runs', or pass the --cache-dir it used")
+            row = db.execute("SELECT stage, until FROM waits WHERE run_id = ? AND status = 'waiting'",
+                             (run_id,)).fetchone()
+            if row is None or run[0] != "waiting":
+                raise UsageError(f"run {run_id} is not waiting for approval (it is {run[0]})",
+                                 hint="only a run stopped by --approve STAGE can be approved or rejected")
+            stage, until = row
+            if until is not None and until <= now:
+                db.execute("UPDATE waits SET status = 'expired', decided_at = ? WHERE run_id = ? AND stage = ?",
+                           (now, run_id, stage))
+                db.execute("UPDATE runs SET status = 'expired', updated_at = ? WHERE run_id = ?", (now, run_id))
+                raise UsageError(f"run {run_id} waited too long: its approval expired "
+                                 f"{_dt.datetime.fromtimestamp(until, tz=_dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
+                                 hint="start a new run")
+            db.execute("UPDATE waits SET status = ?, note = ?, decided_at = ? WHERE run_id = ? AND stage = ?",
+                       (decision, note, now, run_id, stage))
+            if decision == "rejected":
+                db.execute("UPDATE runs SET status = 'rejected', updated_at = ?, finished_at = ? WHERE run_id = ?",
+                           (now, now, run_id))
+        return self._wait_row(run_id, stage)
 
     # -- step claims -------------------------------------------------------------------------
     def claim(self, key: str, holder: str, run_id: str | None = None) -> str | None:

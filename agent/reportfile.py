@@ -30,7 +30,10 @@ DEFAULT_MODELS = ("local:extractive",)
 FORMATS = ("md", "html", "json")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 FIELDS = ("question", "files", "urls", "urls_file", "search", "depth", "breadth", "models", "schedule",
-          "timezone", "max_age", "formats", "out", "keep", "max_cost", "webhook", "allow_private_hosts")
+          "timezone", "max_age", "formats", "out", "keep", "max_cost", "webhook", "allow_private_hosts",
+          "approve", "approve_timeout")
+#: Stages a scheduled report can wait before for a person's approval.
+APPROVE_STAGES = ("analyze", "report")
 _EXAMPLE = ('[reports.nightly]\nquestion = "What changed in EU heat pump subsidies?"\n'
             'files = ["notes/"]\nschedule = "0 6 * * *"')
 
@@ -56,6 +59,8 @@ class ReportSpec:
     max_cost: float | None = None
     webhook: str | None = None
     allow_private_hosts: bool = False
+    approve: list[str] = field(default_factory=list)
+    approve_timeout: float | None = None
 
 
 @dataclass
@@ -189,7 +194,8 @@ class _Checker:
             breadth=self.integer(t, "breadth", 2, minimum=1), models=models, max_age=self.duration(t),
             formats=list(dict.fromkeys(formats)), out_dir=out_dir,
             keep=self.integer(t, "keep", None, minimum=1), max_cost=self.cost(t), webhook=self.webhook(t),
-            allow_private_hosts=self.boolean(t, "allow_private_hosts"),
+            allow_private_hosts=self.boolean(t, "allow_private_hosts"), approve=self.stages(t),
+            approve_timeout=self.duration(t, "approve_timeout"),
         )
 
     # Field types. TOML already typed each value; these only refuse the wrong type, naming the field.
@@ -230,16 +236,25 @@ class _Checker:
             raise self.fail(f"field {key!r} must be true or false, not {_toml_type(value)}")
         return value
 
-    def duration(self, t: dict) -> float | None:
-        if "max_age" not in t:
+    def stages(self, t: dict) -> list[str]:
+        value = t.get("approve", [])
+        stages = [value] if isinstance(value, str) else self.strings(t, "approve")
+        for stage in stages:
+            if stage not in APPROVE_STAGES:
+                raise self.fail(f"field 'approve': no stage {stage!r} to wait before",
+                                hint=f"use one of: {', '.join(APPROVE_STAGES)}")
+        return stages
+
+    def duration(self, t: dict, key: str = "max_age") -> float | None:
+        if key not in t:
             return None
-        text = self.string(t, "max_age")
+        text = self.string(t, key)
         try:
             seconds = parse_duration(text)
         except ValueError:
             seconds = math.nan
         if not math.isfinite(seconds):  # parse_duration lets 'nanh' and 'infd' through
-            raise self.fail(f"field 'max_age': {text!r} is not a duration",
+            raise self.fail(f"field {key!r}: {text!r} is not a duration",
                             hint='use a number and a unit: "30m", "12h", "7d"')
         return seconds
 

@@ -66,6 +66,8 @@ class RunOptions:
     latest: bool = False
     keep: int | None = None
     allow_private_hosts: bool = False
+    approve: list[str] = field(default_factory=list)
+    approve_timeout: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -104,6 +106,8 @@ class Stages:
     templates: ClassVar[tuple[str, ...]] = ()
     #: A directory of this pipeline's own templates (a third-party pipeline ships its prompts there).
     template_dir: ClassVar[str | None] = None
+    #: Stages a run can be told to wait before for a person's approval (``--approve STAGE``).
+    approvable: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, runtime: Runtime, inputs: Any, options: RunOptions, progress: Progress,
                  started_at: str, *, models: list[str]) -> None:
@@ -211,11 +215,30 @@ class Stages:
     async def search(self, query: str, limit: int) -> list[Any]:
         return await web_steps.search(self.runtime, self.web_backend(), query, limit, max_age=self.options.max_age)
 
+    # -- waits for people ----------------------------------------------------------------------
+    async def checkpoint(self, stage: str) -> str | None:
+        """Before ``stage``: go on if it needs no approval or was approved (the note, if any, comes back);
+        else stop the run durably as ``waiting`` (nothing is held in memory: any process may continue it)."""
+        from agent.errors import RunRejected, RunWaiting
+
+        if stage not in self.options.approve or self.runtime.journal is None:
+            return None
+        wait = self.runtime.journal.wait_for(self.runtime.run_id, stage, timeout_s=self.options.approve_timeout)
+        if wait["status"] == "approved":
+            return wait["note"]
+        if wait["status"] in ("rejected", "expired"):
+            raise RunRejected(self.runtime.run_id, wait["status"], stage)
+        raise RunWaiting(self.runtime.run_id, stage, wait["since"], wait["until"])
+
     # -- lifecycle -----------------------------------------------------------------------------
     def check_ready(self) -> None:
         """Fail before any paid call if a provider lacks its key (or anything else a run needs up front)."""
         for provider in self.providers:
             provider.check_ready()
+        for stage in self.options.approve:
+            if stage not in self.approvable:
+                raise UsageError(f"--approve {stage}: this pipeline has no such stage to wait before",
+                                 hint=f"use one of: {', '.join(self.approvable) or '(none)'}")
 
     async def run(self) -> Any:  # pragma: no cover - every pipeline defines its own
         raise NotImplementedError

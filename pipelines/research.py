@@ -173,6 +173,7 @@ class ResearchWorkflow(Stages):
     """One research run's stages, on a runtime that replays or pays for each step."""
 
     templates = ("summarize", "analyze", "report", "plan")
+    approvable = ("analyze", "report")
 
     def __init__(self, runtime: Any, inputs: ResearchInputs, options: RunOptions, progress: Progress,
                  started_at: str) -> None:
@@ -233,22 +234,22 @@ class ResearchWorkflow(Stages):
     def _summaries(self, sources: list[Source]) -> list[dict[str, Any]]:
         return [{"id": s.id, "title": s.title, "text": s.summary} for s in sources if s.summary is not None]
 
-    async def analyze(self, provider: Any, sources: list[Source]) -> dict[str, str]:
+    async def analyze(self, provider: Any, sources: list[Source], note: str | None = None) -> dict[str, str]:
         summaries = self._summaries(sources)
         text = await self.ask(
             provider, "analyze", f"analyze with {provider.model_id}",
             {"task": "analyze", "question": self.inputs.question, "summaries": summaries},
-            question=self.inputs.question, summaries=summaries,
+            question=self.inputs.question, summaries=summaries, note=note,
         )
         return {"model": provider.model_id, "text": text}
 
-    async def synthesize(self, sources: list[Source], analyses: list[dict[str, str]]) -> str:
+    async def synthesize(self, sources: list[Source], analyses: list[dict[str, str]], note: str | None = None) -> str:
         summaries = self._summaries(sources)
         provider = self.providers[0]
         return await self.ask(
             provider, "report", f"report with {provider.model_id}",
             {"task": "report", "question": self.inputs.question, "summaries": summaries, "analyses": analyses},
-            question=self.inputs.question, summaries=summaries, analyses=analyses,
+            question=self.inputs.question, summaries=summaries, analyses=analyses, note=note,
         )
 
     def _ingest(self, refs: list[str], docs: list[Document | None], sources: list[Source]) -> list[Source]:
@@ -336,7 +337,8 @@ class ResearchWorkflow(Stages):
         if self.inputs.depth:
             await self.deepen(sources)
 
-        analyses = [a for a in await self.each("analyze", self.providers, lambda p: self.analyze(p, sources),
+        note = await self.checkpoint("analyze")
+        analyses = [a for a in await self.each("analyze", self.providers, lambda p: self.analyze(p, sources, note),
                                                  lambda p: f"analyze with {p.model_id}") if a is not None]
         valid = {s.id for s in sources if s.summary is not None}
         for analysis in analyses:
@@ -346,7 +348,8 @@ class ResearchWorkflow(Stages):
                                   "exist; those citations were removed.")
         synthesis = ""
         if analyses:
-            (synthesis,) = await self.each("report", [None], lambda _: self.synthesize(sources, analyses),
+            note = await self.checkpoint("report")
+            (synthesis,) = await self.each("report", [None], lambda _: self.synthesize(sources, analyses, note),
                                             lambda _: "report")
             if synthesis:
                 synthesis, bad = citations.verify(synthesis, valid)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from agent.config import resolve_cache_dir
-from agent.errors import BudgetExceeded, ProviderError, ResearchError, RunStopped, SourceError, UsageError
+from agent.errors import (BudgetExceeded, ProviderError, ResearchError, RunRejected, RunStopped, RunWaiting, SourceError,
+                          UsageError)
 from agent.journal import totals
 from agent.runs import Workspace, new_run_id
 from agent.secrets import redact
@@ -170,6 +171,12 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
             raise RunStopped(f"run {run_id} stopped before going over budget: {exc.message}", run_id=run_id,
                              cause=exc, exit_code=BudgetExceeded.exit_code,
                              hint=f"completed steps are kept; continue with: research resume {run_id} --max-cost USD") from exc
+        except RunWaiting:
+            workspace.journal.finish_run(run_id, "waiting")
+            raise
+        except RunRejected as exc:
+            workspace.journal.finish_run(run_id, exc.status)
+            raise
         except RunStopped as exc:
             workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
             raise

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import schedule
-from agent.errors import ResearchError, RunStopped
+from agent.errors import ResearchError, RunStopped, RunWaiting
 from agent.journal import RunBusy, totals
 from agent.reportfile import ReportSpec
 from pipelines.base import Pipeline, Progress, RunOptions
@@ -157,6 +157,8 @@ class SlotRun:
         where = f" -> {self.result.report_paths.get('md') or next(iter(self.result.report_paths.values()), '')}" \
             if self.result and self.result.report_paths else ""
         why = f": {self.error.one_line()}" if self.error is not None and self.status != "busy" else ""
+        if self.status == "waiting" and self.error is not None:
+            why = f": {self.error.one_line()}"
         if self.status == "busy":
             why = f": {self.error.message}; this process leaves it to that one" if self.error else ""
         return f"{self.run_id}: {self.status}{why}" + (f" ({steps}{money})" if t else "") + where
@@ -192,7 +194,8 @@ def slot_options(spec: ReportSpec, slot: _dt.datetime, *, cache_dir: str | None,
     return RunOptions(cache_dir=cache_dir, out_dir=str(Path(spec.out_dir) / spec.name), formats=list(spec.formats),
                       max_cost=spec.max_cost, max_age=spec.max_age if spec.max_age is not None else 0.0,
                       run_id=run_id, stem=schedule.slot_stem(spec.schedule, spec.timezone, slot),
-                      latest=True, keep=spec.keep, allow_private_hosts=spec.allow_private_hosts)
+                      latest=True, keep=spec.keep, allow_private_hosts=spec.allow_private_hosts,
+                      approve=list(spec.approve), approve_timeout=spec.approve_timeout)
 
 
 async def run_slot(spec: ReportSpec, slot: _dt.datetime, *, cache_dir: str | None = None,
@@ -202,21 +205,41 @@ async def run_slot(spec: ReportSpec, slot: _dt.datetime, *, cache_dir: str | Non
     Never raises for the run's own failures: they are the returned :class:`SlotRun`'s status, so a
     scheduler goes on to its next report. A slot another live process holds comes back ``busy``.
     """
+    run_id = slot_run_id(spec, slot, cache_dir=cache_dir)
+    return await _slot(spec.name, slot, run_id, slot_inputs(spec, slot),
+                       slot_options(spec, slot, cache_dir=cache_dir, run_id=run_id),
+                       webhook=spec.webhook, cache_dir=cache_dir, progress=progress)
+
+
+async def continue_slot(run_id: str, *, cache_dir: str | None = None, webhook: str | None = None,
+                        progress: Progress | None = None, **overrides: Any) -> SlotRun:
+    """Continue a report's run from its journal row (``research resume`` and ``research approve`` of a
+    scheduled report come here): the same path as :func:`run_slot`, webhook included."""
+    from pipelines.runner import resume
+
+    _, inputs, options, run = resume(cache_dir, run_id, **overrides)
+    slot = _dt.datetime.fromtimestamp(run["slot"] or inputs.slot, tz=_dt.timezone.utc)
+    return await _slot(inputs.report, slot, run_id, inputs, options, webhook=webhook, cache_dir=cache_dir,
+                       progress=progress)
+
+
+async def _slot(report: str, slot: _dt.datetime, run_id: str, inputs: ReportInputs, options: RunOptions, *,
+                webhook: str | None, cache_dir: str | None, progress: Progress | None) -> SlotRun:
     from pipelines.runner import execute
 
-    run_id = slot_run_id(spec, slot, cache_dir=cache_dir)
     try:
-        result = await execute(PIPELINE, slot_inputs(spec, slot), slot_options(spec, slot, cache_dir=cache_dir, run_id=run_id),
-                               progress=progress, report=spec.name, slot=slot.timestamp())
+        result = await execute(PIPELINE, inputs, options, progress=progress, report=report, slot=slot.timestamp())
     except RunBusy as exc:
-        return SlotRun(spec.name, slot, run_id, "busy", error=exc)
+        return SlotRun(report, slot, run_id, "busy", error=exc)
+    except RunWaiting as exc:
+        outcome = SlotRun(report, slot, run_id, "waiting", error=exc, totals=_run_totals(cache_dir, run_id))
     except ResearchError as exc:
         status = "stopped" if isinstance(exc, RunStopped) and exc.exit_code == 4 else "failed"
-        outcome = SlotRun(spec.name, slot, run_id, status, error=exc, totals=_run_totals(cache_dir, run_id))
+        outcome = SlotRun(report, slot, run_id, status, error=exc, totals=_run_totals(cache_dir, run_id))
     else:
         status = "partial" if result.totals.get("failed") else "completed"
-        outcome = SlotRun(spec.name, slot, run_id, status, result=result, totals=result.totals)
-    outcome.webhook = notify(spec, outcome, cache_dir=cache_dir)
+        outcome = SlotRun(report, slot, run_id, status, result=result, totals=result.totals)
+    outcome.webhook = notify(webhook, outcome, cache_dir=cache_dir)
     return outcome
 
 
@@ -244,17 +267,19 @@ def payload(outcome: SlotRun) -> dict[str, Any]:
         "saved_usd": outcome.totals.get("saved_usd"),
         "failed_steps": outcome.totals.get("failed"),
         "changes": [line[2:] for line in (result.changes.splitlines() if result else []) if line.startswith("- ")][:20],
-        "error": outcome.error.one_line() if outcome.error is not None else None,
+        "error": outcome.error.one_line() if outcome.error is not None and outcome.status != "waiting" else None,
+        "waiting_for": outcome.error.stage if outcome.status == "waiting" else None,
+        "continue": f"research approve {outcome.run_id}" if outcome.status == "waiting" else None,
     }
 
 
-def notify(spec: ReportSpec, outcome: SlotRun, *, cache_dir: str | None = None) -> dict[str, Any] | None:
+def notify(webhook: str | None, outcome: SlotRun, *, cache_dir: str | None = None) -> dict[str, Any] | None:
     """POST the outcome to the report's webhook, once per event, recorded in the journal before it fires.
 
     A completed slot is one event however often it is replayed; each failed attempt is its own. A
     failing webhook never fails the run: its delivery is recorded (``research show`` has it).
     """
-    if not spec.webhook:
+    if not webhook:
         return None
     from agent.config import resolve_cache_dir
     from agent.runs import Workspace
@@ -264,11 +289,16 @@ def notify(spec: ReportSpec, outcome: SlotRun, *, cache_dir: str | None = None) 
     try:
         run = workspace.journal.find_run(outcome.run_id)
         attempt = run["attempts"] if run else 0
-        effect = "webhook:completed" if outcome.status in ("completed", "partial") else f"webhook:{outcome.status}:{attempt}"
+        if outcome.status in ("completed", "partial"):
+            effect = "webhook:completed"
+        elif outcome.status == "waiting":
+            effect = f"webhook:waiting:{outcome.error.stage}"  # once per wait, however often it is looked at
+        else:
+            effect = f"webhook:{outcome.status}:{attempt}"
         if not workspace.journal.begin_effect(outcome.run_id, effect):
             return {"effect": effect, "status": "already sent"}
-        delivery = deliver(spec.webhook, payload(outcome), event_id=f"{outcome.run_id}/{effect}")
-        detail = {**delivery.to_json(), "url": redact_url(spec.webhook)}
+        delivery = deliver(webhook, payload(outcome), event_id=f"{outcome.run_id}/{effect}")
+        detail = {**delivery.to_json(), "url": redact_url(webhook)}
         workspace.journal.end_effect(outcome.run_id, effect, delivery.status, detail)
         return {"effect": effect, **detail}
     finally:
