@@ -353,7 +353,7 @@ class Journal:
         with self._transaction() as db:
             db.execute("INSERT INTO waits (run_id, stage, status, since, until) VALUES (?, ?, 'waiting', ?, ?)"
                        " ON CONFLICT (run_id, stage) DO NOTHING",
-                       (run_id, stage, now, now + timeout_s if timeout_s else None))
+                       (run_id, stage, now, now + timeout_s if timeout_s is not None else None))
         return self._wait_row(run_id, stage)
 
     def _wait_row(self, run_id: str, stage: str) -> dict[str, Any]:
