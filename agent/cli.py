@@ -84,6 +84,13 @@ def _edge(debug: bool) -> Iterator[None]:
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
+def _warn(message: str) -> None:
+    from agent.secrets import redact
+
+    sys.stderr.write(f"warning: {redact(message)}\n")
+    sys.stderr.flush()
+
+
 def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
@@ -147,7 +154,7 @@ def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool
     with _progress(quiet, as_json) as progress:
         try:
             with _interruptible(options.run_id):
-                result = asyncio.run(execute(pipeline, inputs, options, progress=progress))
+                result = asyncio.run(execute(pipeline, inputs, options, progress=progress, warn=_warn))
         except RunWaiting as exc:  # not a failure: the run waits, durably, for a person
             if as_json:
                 _emit_json({"run_id": exc.run_id, "status": "waiting", "waiting_for": exc.stage,
@@ -308,7 +315,7 @@ def runs(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = Fa
         from agent.config import resolve_cache_dir
         from agent.runs import Workspace
 
-        workspace = Workspace.open(resolve_cache_dir(cache_dir))
+        workspace = Workspace.for_reading(resolve_cache_dir(cache_dir))
         try:
             rows = []
             for run_ in workspace.journal.list_runs():
@@ -338,7 +345,7 @@ def show(
         from agent.config import resolve_cache_dir
         from agent.runs import Workspace
 
-        workspace = Workspace.open(resolve_cache_dir(cache_dir))
+        workspace = Workspace.for_reading(resolve_cache_dir(cache_dir))
         try:
             summary = workspace.summary(run_id)
         finally:
@@ -354,6 +361,13 @@ def show(
         for step in summary["steps"]:
             how = "failed" if step["status"] == "failed" else ("replayed" if step["replayed"] else "paid")
             out(f"  {how:<8} {step['kind']:<6} {step['name']}" + (f"  ({step['error']})" if step.get("error") else "") + "\n")
+        if summary.get("waiting"):
+            out(f"waiting for approval before {summary['waiting']['stage']}; continue with: {summary['waiting']['continue']}\n")
+        for effect in summary.get("effects", []):
+            detail = effect.get("detail") or {}
+            said = f" (HTTP {detail['http_status']})" if detail.get("http_status") else ""
+            said += f": {detail['error']}" if detail.get("error") else ""
+            out(f"  {effect['effect']}: {effect['status']} after {detail.get('attempts', effect['attempts'])} attempt(s){said}\n")
         out(_totals_line(summary["totals"]) + "\n")
 
 
@@ -364,8 +378,7 @@ def cache_stats(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Deb
         from agent.config import resolve_cache_dir
         from agent.store import Store
 
-        with Store(resolve_cache_dir(cache_dir)) as store:
-            stats = store.stats()
+        stats = Store.read_stats(resolve_cache_dir(cache_dir))
         if as_json:
             _emit_json(stats)
             return

@@ -309,7 +309,7 @@ def report_list(
         reports = load_reports(config)
         moment = _now(now)
         rows = []
-        workspace = Workspace.open(resolve_cache_dir(cache_dir))
+        workspace = Workspace.for_reading(resolve_cache_dir(cache_dir))
         try:
             for spec in reports.reports.values():
                 runs = workspace.journal.report_runs(spec.name)

@@ -44,9 +44,14 @@ class MissingKeyError(UsageError):
 
 
 class StoreError(ResearchError):
-    """The cache directory cannot be opened, read or written."""
+    """The cache directory cannot be opened, read or written.
+
+    Always fatal to a run: once a result or a journal event cannot be written, every further paid
+    call could be paid for again on resume, so the run stops before the next one.
+    """
 
     exit_code = 1
+    fatal = True
 
 
 class ProviderError(ResearchError):

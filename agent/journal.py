@@ -170,21 +170,55 @@ def holder_id() -> str:
 class Journal:
     """Runs and their step events, in SQLite."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, *, read_only: bool = False) -> None:
+        """Open (or create) the journal; ``read_only`` opens an existing one without writing anything,
+        for listings on a full or read-only cache."""
+        from agent.store import damaged, make_private
+
         self.path = Path(directory) / "journal.sqlite3"
+        self.read_only = read_only
         self._lock = threading.Lock()
         self._pending: list[tuple] = []
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if read_only:
+                if not self.path.exists():
+                    raise UsageError(f"no run journal in {self.path.parent}",
+                                     hint="pass the --cache-dir the runs used")
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60,
+                                           isolation_level=None, check_same_thread=False)
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if version != SCHEMA_VERSION:
+                    raise StoreError(f"the run journal at {self.path} is at schema {version} and cannot be "
+                                     f"upgraded to {SCHEMA_VERSION} without writing to it",
+                                     hint="open it once where the cache directory is writable")
+                return
+            make_private(self.path.parent)
             self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            make_private(self.path.parent)
         except (OSError, sqlite3.Error) as exc:
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                raise damaged(self.path, exc) from exc
             raise StoreError(
                 f"cannot open the run journal at {self.path}: {exc}",
                 hint="pass --cache-dir to use another directory, or move this one aside",
             ) from exc
+
+    @classmethod
+    def for_reading(cls, directory: str | Path) -> "Journal":
+        """The journal for listings (``runs``, ``show``): opened normally, or read-only when the cache
+        directory cannot be written (a full disk, a read-only mount)."""
+        try:
+            return cls(directory)
+        except StoreError as exc:
+            if not Path(directory, "journal.sqlite3").exists():
+                raise
+            try:
+                return cls(directory, read_only=True)
+            except (StoreError, sqlite3.Error):
+                raise exc from None
 
     def _migrate(self) -> None:
         """Bring the file to :data:`SCHEMA_VERSION`, one numbered migration at a time.
@@ -222,7 +256,15 @@ class Journal:
             with self._lock:
                 return self._db.execute(sql, params)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot use the run journal at {self.path}: {exc}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        from agent.store import damaged
+
+        if "malformed" in str(exc) or "not a database" in str(exc):
+            return damaged(self.path, exc)
+        return StoreError(f"cannot use the run journal at {self.path}: {exc}",
+                          hint="check free disk space and permissions, or pass --cache-dir; the run stopped before paying for more")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -239,7 +281,7 @@ class Journal:
                     raise
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot use the run journal at {self.path}: {exc}") from exc
+                raise self._error(exc) from exc
 
     # -- runs --------------------------------------------------------------------------------
     def start_run(
@@ -492,7 +534,7 @@ class Journal:
                     self._db.execute("BEGIN")
                     self._db.executemany(self._INSERT, rows)
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot write the run journal at {self.path}: {exc}") from exc
+                raise self._error(exc) from exc
 
     def pins(self, run_id: str) -> dict[str, str]:
         """Key -> digest of every step this run completed, in any attempt."""

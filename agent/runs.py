@@ -44,7 +44,18 @@ class Workspace:
     @classmethod
     def open(cls, directory: str | Path) -> "Workspace":
         directory = Path(directory)
-        return cls(directory, Store(directory), Journal(directory))
+        journal = Journal(directory)
+        try:
+            return cls(directory, Store(directory), journal)
+        except BaseException:
+            journal.close()
+            raise
+
+    @classmethod
+    def for_reading(cls, directory: str | Path) -> "Workspace":
+        """The journal alone, opened read-only if need be: what ``runs``, ``show`` and ``report list``
+        need, and all that works on a full or read-only cache directory."""
+        return cls(Path(directory), None, Journal.for_reading(directory))  # type: ignore[arg-type]
 
     def start(
         self,
@@ -92,13 +103,16 @@ class Workspace:
             "models": run["inputs"].get("models", []),
             "steps": steps,
             "totals": totals(steps),
+            "waiting": run.get("waiting"),
+            "effects": [{k: v for k, v in e.items()} for e in self.journal.effects(run_id)],
         }
 
     def close(self) -> None:
         for lease in self.leases.values():
             lease.release()
         self.leases.clear()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
         self.journal.close()
 
 

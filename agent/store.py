@@ -12,6 +12,7 @@ went stale) is kept under ``KEY@DIGEST`` so a resumed run can still replay exact
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -44,7 +45,10 @@ class JSONDisk(diskcache.Disk):
     def store(self, value, read, key=UNKNOWN):
         if type(value) is not bytes:
             raise TypeError("store values are JSON bytes")
-        return super().store(value, read, key)
+        size, mode, filename, db_value = super().store(value, read, key)
+        if filename:  # large values live in files of their own: user-only, like the database
+            os.chmod(os.path.join(self._directory, filename), 0o600)
+        return size, mode, filename, db_value
 
     def fetch(self, mode, filename, value, read):
         if mode == MODE_PICKLE:
@@ -56,13 +60,46 @@ def _now() -> float:
     return time.time()
 
 
+#: Files the cache directory holds; created user-only (0600) in a user-only (0700) directory.
+DB_FILES = ("cache.db", "cache.db-wal", "cache.db-shm", "journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm")
+
+
+def make_private(directory: Path) -> None:
+    """Create ``directory`` user-only if it does not exist, and make its database files user-only.
+
+    Step results hold source texts and model answers a user may not want others on the machine to read.
+    """
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in DB_FILES:
+        path = directory / name
+        try:
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except OSError:
+            pass  # a read-only cache: nothing to tighten, and nothing new will be written there
+
+
+def damaged(path: Path, exc: BaseException) -> StoreError:
+    """The error for a cache file SQLite cannot read as a database: name the file and the way out."""
+    return StoreError(
+        f"the cache file {path} is damaged ({exc})",
+        hint=f"move it aside (mv {path} {path}.broken) and run again: the journal keeps the run history, "
+             "and steps whose results it held are paid for again",
+    )
+
+
+def _is_damage(exc: BaseException) -> bool:
+    return "malformed" in str(exc) or "not a database" in str(exc)
+
+
 class Store:
     """Step results on disk, keyed by step key, as JSON records."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_private(self.directory)
             self._cache = diskcache.Cache(
                 str(self.directory),
                 disk=JSONDisk,
@@ -72,10 +109,13 @@ class Store:
                 tag_index=True,
             )
         except (OSError, sqlite3.Error) as exc:
+            if _is_damage(exc):
+                raise damaged(self.directory / "cache.db", exc) from exc
             raise StoreError(
                 f"cannot open the cache at {self.directory}: {exc}",
                 hint="pass --cache-dir (or RESEARCH_CACHE_DIR) to use another directory, or move this one aside",
             ) from exc
+        make_private(self.directory)
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, key: str, *, max_age: float | None = None) -> dict[str, Any] | None:
@@ -98,6 +138,8 @@ class Store:
         except UnsafeRow:
             return None
         except (OSError, sqlite3.Error) as exc:
+            if _is_damage(exc):
+                raise damaged(self.directory / "cache.db", exc) from exc
             raise StoreError(
                 f"cannot read the cache at {self.directory}: {exc}",
                 hint="pass --cache-dir to use another directory, or move this one aside",
@@ -129,29 +171,45 @@ class Store:
                     self._cache.set(f"{key}@{previous['digest']}", old, tag=kind)
                 self._cache.set(key, data, tag=kind)
         except (OSError, sqlite3.Error) as exc:
+            if _is_damage(exc):
+                raise damaged(self.directory / "cache.db", exc) from exc
             raise StoreError(
                 f"cannot write to the cache at {self.directory}: {exc}",
-                hint="check free disk space and permissions, or pass --cache-dir",
+                hint="check free disk space and permissions, or pass --cache-dir; the run stopped before paying for more",
             ) from exc
         return record
 
     # -- housekeeping ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Entries and bytes per kind, from diskcache's own table."""
+        return self.read_stats(self.directory)
+
+    @staticmethod
+    def read_stats(directory: str | Path) -> dict[str, Any]:
+        """Entries and bytes per kind, read from diskcache's own table without opening it for writing,
+        so it works on a full, read-only or half-broken cache directory."""
+        directory = Path(directory)
         kinds: dict[str, dict[str, int]] = {}
-        db = self.directory / "cache.db"
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            rows = conn.execute(
-                "SELECT tag, COUNT(*), SUM(CASE WHEN filename IS NULL THEN length(value) ELSE size END)"
-                " FROM Cache GROUP BY tag"
-            ).fetchall()
-        finally:
-            conn.close()
+        db = directory / "cache.db"
+        rows: list[tuple] = []
+        if db.exists():
+            try:
+                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                try:
+                    rows = conn.execute(
+                        "SELECT tag, COUNT(*), SUM(CASE WHEN filename IS NULL THEN length(value) ELSE size END)"
+                        " FROM Cache GROUP BY tag"
+                    ).fetchall()
+                finally:
+                    conn.close()
+            except sqlite3.Error as exc:
+                if _is_damage(exc):
+                    raise damaged(db, exc) from exc
+                raise StoreError(f"cannot read the cache at {directory}: {exc}",
+                                 hint="check the directory's permissions, or pass --cache-dir") from exc
         for tag, count, size in rows:
             kinds[str(tag or "other")] = {"entries": int(count), "bytes": int(size or 0)}
         return {
-            "directory": str(self.directory),
+            "directory": str(directory),
             "entries": sum(k["entries"] for k in kinds.values()),
             "bytes": sum(k["bytes"] for k in kinds.values()),
             "kinds": kinds,

@@ -14,7 +14,7 @@ import asyncio
 import datetime as _dt
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from agent.config import resolve_cache_dir
 from agent.errors import (BudgetExceeded, ProviderError, ResearchError, RunRejected, RunStopped, RunWaiting, SourceError,
@@ -84,23 +84,24 @@ def write_outputs(result: Any, options: RunOptions) -> dict[str, str]:
             if options.latest:
                 _write(out_dir / f"latest.{fmt}", text)
         if options.keep:
-            prune(out_dir, options.keep)
+            prune(out_dir, options.keep, protect=stem)
     except OSError as exc:
         raise UsageError(f"cannot write the report to {out_dir}: {exc.strerror or exc}",
                          hint="pass --out with a writable directory") from exc
     return paths
 
 
-def prune(out_dir: Path, keep: int) -> list[Path]:
+def prune(out_dir: Path, keep: int, *, protect: str | None = None) -> list[Path]:
     """Remove all but the newest ``keep`` reports (by stem, which sorts by date) in ``out_dir``.
 
-    Only report files this project writes are touched (``STEM.md|html|json``, never ``latest.*``);
-    the cache is never pruned: an old report's steps still replay for free.
+    Only report files this project writes are touched (``STEM.md|html|json``, never ``latest.*``),
+    and never ``protect`` (the report just written, even when it is an old slot run again); the cache
+    is never pruned: an old report's steps still replay for free.
     """
     stems = sorted({p.stem for p in out_dir.iterdir()
                     if p.is_file() and p.suffix[1:] in FORMATS and p.stem != "latest" and not p.name.startswith(".")})
     removed = []
-    for stem in stems[:-keep] if keep < len(stems) else []:
+    for stem in (s for s in (stems[:-keep] if keep < len(stems) else []) if s != protect):
         for fmt in FORMATS:
             path = out_dir / f"{stem}.{fmt}"
             if path.exists():
@@ -109,8 +110,27 @@ def prune(out_dir: Path, keep: int) -> list[Path]:
     return removed
 
 
+def _finish(workspace: Workspace, run_id: str, status: str, **fields: Any) -> None:
+    """Record how a run ended; when the journal itself cannot be written, the error that got us here
+    is the one to report, not this one."""
+    try:
+        workspace.journal.finish_run(run_id, status, **fields)
+    except ResearchError:
+        pass
+
+
+def lost_results(workspace: Workspace, run_id: str, pins: dict[str, str]) -> tuple[int, float]:
+    """Completed steps of ``run_id`` whose stored results are gone, and what paying for them again costs."""
+    missing = {key for key, digest in pins.items() if workspace.store.get_pinned(key, digest) is None}
+    if not missing:
+        return 0, 0.0
+    cost = sum(s["cost_usd"] or 0.0 for s in workspace.journal.steps(run_id) if s["key"] in missing)
+    return len(missing), cost
+
+
 async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *, progress: Progress | None = None,
-                  report: str | None = None, slot: float | None = None) -> Any:
+                  report: str | None = None, slot: float | None = None,
+                  warn: Callable[[str], None] | None = None) -> Any:
     """Run (or resume) one run of ``pipeline`` and write its report; see the module docstring."""
     if isinstance(pipeline, str):
         pipeline = get_pipeline(pipeline)
@@ -148,6 +168,24 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
                                          config=options.to_json(), gate=gate, pipeline=pipeline.name,
                                          pipeline_version=pipeline.version, report=report, slot=slot)
         lease = workspace.leases[run_id]
+        if report is not None and slot is not None and options.latest:
+            # latest.* is the newest slot's report: an older slot run again must not take its place.
+            options.latest = not any(r["status"] == "completed" and (r["slot"] or 0) > slot
+                                     for r in workspace.journal.report_runs(report))
+        if runtime.pins:
+            lost, lost_cost = lost_results(workspace, run_id, runtime.pins)
+            if lost:
+                # Said before anything is paid: the cache lost what the journal says this run completed.
+                message = (f"{lost} completed step{'s' if lost != 1 else ''} of run {run_id} lost their stored "
+                           f"results (the cache was emptied or replaced); paying for them again costs about "
+                           f"${lost_cost:.4f}")
+                if options.max_cost is not None and prior_cost + lost_cost > options.max_cost:
+                    _finish(workspace, run_id, "stopped", error=message)
+                    raise RunStopped(f"run {run_id} stopped: {message}, past the ${options.max_cost:.4f} budget",
+                                     run_id=run_id, cause=BudgetExceeded(message), exit_code=BudgetExceeded.exit_code,
+                                     hint=f"resume with a larger budget: research resume {run_id} --max-cost USD")
+                if warn is not None:
+                    warn(message)
         run = workspace.journal.get_run(run_id)
         started = _dt.datetime.fromtimestamp(run["started_at"], tz=_dt.timezone.utc).strftime("%Y-%m-%d")
         if progress is not None and hasattr(progress, "on_step"):
@@ -156,7 +194,7 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
         try:
             workflow = pipeline.workflow(runtime, inputs, options, progress or NoProgress(), started)
         except BaseException as exc:
-            workspace.journal.finish_run(run_id, "failed", error=redact(str(exc)))
+            _finish(workspace, run_id, "failed", error=redact(str(exc)))
             reset_runtime(token)
             raise
         workflow_ref.append(workflow)
@@ -167,35 +205,35 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
             result.totals["this_attempt"] = workspace.journal.attempt_counts(run_id, runtime.attempt)
             result.report_paths = write_outputs(result, options)
         except BudgetExceeded as exc:
-            workspace.journal.finish_run(run_id, "stopped", error=redact(exc.one_line()))
+            _finish(workspace, run_id, "stopped", error=redact(exc.one_line()))
             raise RunStopped(f"run {run_id} stopped before going over budget: {exc.message}", run_id=run_id,
                              cause=exc, exit_code=BudgetExceeded.exit_code,
                              hint=f"completed steps are kept; continue with: research resume {run_id} --max-cost USD") from exc
         except RunWaiting:
-            workspace.journal.finish_run(run_id, "waiting")
+            _finish(workspace, run_id, "waiting")
             raise
         except RunRejected as exc:
-            workspace.journal.finish_run(run_id, exc.status)
+            _finish(workspace, run_id, exc.status)
             raise
         except RunStopped as exc:
-            workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
+            _finish(workspace, run_id, "failed", error=redact(exc.one_line()))
             raise
         except (ProviderError, SourceError) as exc:  # a source error gets here only when it is fatal
-            workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
+            _finish(workspace, run_id, "failed", error=redact(exc.one_line()))
             raise RunStopped(f"run {run_id} stopped: {exc.message}", run_id=run_id, cause=exc) from exc
         except ResearchError as exc:
-            workspace.journal.finish_run(run_id, "failed", error=redact(exc.one_line()))
+            _finish(workspace, run_id, "failed", error=redact(exc.one_line()))
             raise
         except BaseException as exc:
             interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
-            workspace.journal.finish_run(run_id, "interrupted" if interrupted else "failed",
+            _finish(workspace, run_id, "interrupted" if interrupted else "failed",
                                          error=redact(f"{type(exc).__name__}: {exc}"))
             raise
         finally:
             reset_runtime(token)
             await workflow.aclose()
         outcome = result.outcome() if hasattr(result, "outcome") else None
-        workspace.journal.finish_run(run_id, "completed", report_path=result.report_paths.get("md")
+        _finish(workspace, run_id, "completed", report_path=result.report_paths.get("md")
                                      or next(iter(result.report_paths.values()), None), outcome=outcome)
         return result
     finally:

@@ -240,9 +240,6 @@ def test_keep_prunes_old_report_files_but_never_the_cache(tmp_path):
     assert "about as much to run as gas boilers" in (out / "latest.md").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: pipelines/runner.py write_outputs writes latest.* for whatever "
-                   "slot ran, so re-running an older slot makes latest.md an old report, and keep then prunes the "
-                   "file the run just wrote and printed")
 def test_rerunning_an_older_slot_leaves_latest_and_its_own_report_alone(tmp_path):
     corpus = notes(tmp_path / "notes", **NOTES_V1)
     write_config({"daily": {"question": Q, "files": [str(corpus)], "schedule": "0 6 * * *", "keep": 2}})
@@ -414,8 +411,6 @@ def test_a_failing_webhook_never_fails_the_run_nor_leaks_its_token(tmp_path, mon
     assert "/hook/" not in text
 
 
-@pytest.mark.xfail(strict=True, reason="doc/product mismatch: README and pipelines/scheduled.py notify() say "
-                   "'research show' keeps the webhook's outcome, but 'research show' prints no effects")
 def test_show_tells_how_the_webhook_went(tmp_path):
     corpus = notes(tmp_path / "notes", **NOTES_V1)
     with serve(accepting(204)) as server:
