@@ -1,7 +1,9 @@
 """The shared retry, timeout and concurrency policy, seen from a loopback server.
 
 In-flight limits and call spacing are measured where they matter, at the server; the policy is
-driven through a real provider and SDK, as a run drives it.
+driven through a real provider and SDK, as a run drives it. Where what happens inside a call decides
+the outcome (slow setup before its request goes out, a call that outlives its timeout), scripted
+attempts drive the policy directly.
 """
 
 from __future__ import annotations
@@ -90,6 +92,49 @@ def test_rpm_spaces_call_starts(gauge, monkeypatch):
     assert len(gauge.arrivals) == 4
     assert gauge.arrivals[3] - gauge.arrivals[0] >= 0.18
     assert elapsed >= 0.3
+
+
+def test_rpm_counts_a_start_from_when_the_request_goes_out():
+    # An SDK's first call builds its client and imports modules, blocking the event loop, after its
+    # slot was granted and then again after handing over to a thread. Counted from the grants, every
+    # waiter's slot would come due behind it and all would go out together.
+    policy = Policy("slow-first-call", Limits(concurrency=8, rpm=600))  # one start every 0.1 s
+    began: list[int] = []
+    sent: list[float] = []
+
+    async def attempt():
+        first = not began
+        began.append(1)
+        if first:
+            time.sleep(0.3)
+        await asyncio.sleep(0)
+        if first:
+            time.sleep(0.1)
+        sent.append(time.monotonic())  # the request goes out here
+        await asyncio.sleep(0.01)  # and its answer comes back
+
+    async def go():
+        await asyncio.gather(*(policy.run(attempt, provider="slow") for _ in range(4)))
+
+    asyncio.run(go())
+    gaps = [later - earlier for earlier, later in zip(sent, sent[1:])]
+    assert len(sent) == 4 and min(gaps) >= 0.1 - 1e-6
+
+
+def test_a_rate_limited_attempt_is_still_cancelled_at_its_timeout():
+    policy = Policy("slow-answer", Limits(rpm=6000, timeout_s=0.05, max_retries=0))
+    seen: list[str] = []
+
+    async def attempt():
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    with pytest.raises(ProviderError, match="did not answer within 0.05s"):
+        asyncio.run(policy.run(attempt, provider="slow"))
+    assert seen == ["cancelled"]
 
 
 def test_providers_of_one_vendor_share_the_limit(gauge):

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import time
 import weakref
-from typing import Awaitable, Callable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Generator, Mapping, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -59,20 +60,67 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class RateLimiter:
-    """Spaces call starts so that no more than ``rpm`` begin in any minute."""
+    """Spaces call starts at least ``60 / rpm`` seconds apart, so that no more than ``rpm`` begin a minute.
+
+    A start is counted when the request really goes out, not when its slot was granted, which on a
+    busy event loop can be a good part of a second apart: an SDK's first call builds its client, imports
+    modules and asks a thread for platform details before it sends anything, and a waiter whose sleep
+    ran out meanwhile wakes late. So slots are granted one at a time, under a lock, each measured from
+    the latest moment the previous call was seen running (:meth:`ran`), not from a schedule fixed in
+    advance that late waiters would all catch up on together. The limiter cannot tell a call's last
+    request bytes from its first answer bytes, so a call answered within the interval pushes the next
+    start back a little: it errs towards fewer calls, never more.
+    """
 
     def __init__(self, rpm: float) -> None:
         self.interval = 60.0 / rpm
-        self._next = 0.0
+        self._last = -math.inf
+        self._turn = 0  # the latest call granted a slot; only its activity moves the next one
         self._lock = asyncio.Lock()
 
-    async def wait(self) -> None:
+    async def wait(self) -> int:
+        """Return when this caller may start, with its turn to pass to :meth:`ran` while it runs."""
         async with self._lock:
-            now = time.monotonic()
-            delay = self._next - now
-            self._next = max(now, self._next) + self.interval
-        if delay > 0:
-            await asyncio.sleep(delay)
+            # A loop, not one sleep: the previous call may still be starting while this one sleeps.
+            while (delay := self._last + self.interval - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            self._last = time.monotonic()
+            self._turn += 1
+            return self._turn
+
+    def ran(self, turn: int) -> None:
+        """The call of ``turn`` has just run (it may have sent its request): the next start counts from now."""
+        if turn == self._turn:
+            self._last = max(self._last, time.monotonic())
+
+
+class _Watched:
+    """Awaits ``awaitable``, calling ``ran()`` each time it hands control back to the event loop and at its end."""
+
+    def __init__(self, awaitable: Awaitable[T], ran: Callable[[], None]) -> None:
+        self._awaitable, self._ran = awaitable, ran
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        # What ``yield from`` does, with a hook after every step.
+        steps = self._awaitable.__await__()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    yielded = steps.send(value) if error is None else steps.throw(error)  # type: ignore[attr-defined]
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    self._ran()
+                try:
+                    value, error = (yield yielded), None
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # a cancellation goes on into the call
+                    value, error = None, exc
+        finally:
+            steps.close()  # type: ignore[attr-defined]
 
 
 class Policy:
@@ -122,10 +170,9 @@ class Policy:
         async for try_ in retrying:
             with try_:
                 async with self.semaphore:
-                    if self.limiter is not None:
-                        await self.limiter.wait()
+                    turn = await self.limiter.wait() if self.limiter is not None else 0
                     try:
-                        return await asyncio.wait_for(attempt(), timeout=self.limits.timeout_s)
+                        return await asyncio.wait_for(self._attempt(attempt, turn), timeout=self.limits.timeout_s)
                     except asyncio.TimeoutError as exc:
                         raise ProviderError(
                             f"{provider} did not answer within {self.limits.timeout_s:g}s",
@@ -133,3 +180,9 @@ class Policy:
                             hint="raise the timeout with RESEARCH_TIMEOUT or --timeout",
                         ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, attempt: Callable[[], Awaitable[T]], turn: int) -> T:
+        if self.limiter is None:
+            return await attempt()
+        limiter = self.limiter
+        return await _Watched(attempt(), lambda: limiter.ran(turn))
