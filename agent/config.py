@@ -7,9 +7,11 @@ SDK clients; they are never stored in :class:`Settings`' JSON form.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 DEFAULT_CACHE_DIR = "cache"
 DEFAULT_REPORT_DIR = "reports"
@@ -42,32 +44,62 @@ def resolve_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def parse_duration(text: str) -> float:
-    """``30s``, ``30m``, ``12h``, ``7d`` or ``2w`` to seconds; raises ``ValueError`` on anything else."""
+    """``30s``, ``30m``, ``12h``, ``7d`` or ``2w`` to seconds; raises ``ValueError`` on anything else.
+
+    ``float`` reads ``nan``, ``inf`` and ``1e400`` (as infinity) too, and a huge number of weeks
+    overflows to infinity: none of those is a duration.
+    """
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     text = text.strip().lower()
     if len(text) < 2 or text[-1] not in units:
         raise ValueError(text)
-    number = float(text[:-1])
-    if number < 0:
+    seconds = float(text[:-1]) * units[text[-1]]
+    if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(text)
-    return number * units[text[-1]]
+    return seconds
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def env_number(name: str, cast: Callable[[str], _Number] = float, default: _Number | None = None,
+               minimum: float | None = None) -> _Number | None:
+    """The number in variable ``name`` read with ``cast`` (``int`` or ``float``), else ``default``.
+
+    A value that is not a finite number, or is below ``minimum``, is a
+    :class:`~agent.errors.UsageError` naming the variable, so a typo in the environment ends as one
+    line at the edge rather than as a ``ValueError`` deep in a run.
+    """
+    raw = env(name)
+    if raw is None:
+        return default
+    try:
+        value = cast(raw)
+        finite = math.isfinite(value)
+    except (ValueError, TypeError, OverflowError):
+        finite, value = False, None
+    from agent.errors import UsageError
+
+    kind = "a whole number" if cast is int else "a number"
+    if not finite:
+        raise UsageError(f"{name}={raw!r} is not {kind}", hint=f"set {name} to {kind} or unset it")
+    if minimum is not None and value < minimum:
+        raise UsageError(f"{name}={raw!r} is below {minimum:g}",
+                         hint=f"set {name} to {kind} of at least {minimum:g} or unset it")
+    return value
 
 
 def env_numbers(spec: tuple[tuple[str, str, type], ...]) -> dict[str, object]:
     """``{field: cast(value)}`` for each ``(field, VARIABLE, cast)`` whose variable is set.
 
-    A value that is not a number is a :class:`~agent.errors.UsageError` naming the variable.
+    Every one of these settings is a count, a size or a duration, so a value that is not a finite
+    number, or is negative, is a :class:`~agent.errors.UsageError` naming the variable.
     """
     values: dict[str, object] = {}
     for field, name, cast in spec:
-        raw = env(name)
-        if raw is not None:
-            try:
-                values[field] = cast(raw)
-            except ValueError:
-                from agent.errors import UsageError
-
-                raise UsageError(f"{name}={raw!r} is not a number", hint=f"set {name} to a number or unset it") from None
+        value = env_number(name, cast, minimum=0)
+        if value is not None:
+            values[field] = value
     return values
 
 
