@@ -162,6 +162,22 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection; on a read-only file system, where SQLite cannot make the WAL index, the
+    file is read as immutable (what the last writer checkpointed at close)."""
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=60, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA user_version").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if query.endswith("immutable=1"):
+                raise
+    raise AssertionError("unreachable")
+
+
 def holder_id() -> str:
     """Who holds a lease: host and process, readable by a person and by another machine."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -184,8 +200,7 @@ class Journal:
                 if not self.path.exists():
                     raise UsageError(f"no run journal in {self.path.parent}",
                                      hint="pass the --cache-dir the runs used")
-                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60,
-                                           isolation_level=None, check_same_thread=False)
+                self._db = _open_read_only(self.path)
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 if version != SCHEMA_VERSION:
                     raise StoreError(f"the run journal at {self.path} is at schema {version} and cannot be "

@@ -193,7 +193,9 @@ class Store:
         rows: list[tuple] = []
         if db.exists():
             try:
-                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                from agent.journal import _open_read_only
+
+                conn = _open_read_only(db)
                 try:
                     rows = conn.execute(
                         "SELECT tag, COUNT(*), SUM(CASE WHEN filename IS NULL THEN length(value) ELSE size END)"

@@ -25,7 +25,7 @@ import json
 import re
 
 from agent import extractive
-from agent.config import env
+from agent.config import env_number
 from agent.errors import UsageError
 from agent.llm import Completion, CompletionRequest, Usage
 from agent.providers.base import Provider
@@ -124,7 +124,7 @@ class LocalProvider(Provider):
         return f"local://{self.model}/v{ENGINE_VERSION}"
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        latency = float(env("RESEARCH_LOCAL_LATENCY") or 0)
+        latency = env_number("RESEARCH_LOCAL_LATENCY", float, default=0.0, minimum=0)
         if latency > 0:
             await asyncio.sleep(latency)
         ctx = request.context or {}
