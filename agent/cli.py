@@ -67,7 +67,8 @@ def _edge(debug: bool) -> Iterator[None]:
         yield
     except ResearchError as exc:
         if debug:
-            raise
+            _traceback(exc)
+            raise typer.Exit(exc.exit_code) from None
         _err(exc.one_line())
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:
@@ -79,9 +80,22 @@ def _edge(debug: bool) -> Iterator[None]:
         raise
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if debug:
-            raise
+            _traceback(exc)
+            raise typer.Exit(EXIT_INTERNAL) from None
         _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _traceback(exc: BaseException) -> None:
+    """--debug: the whole traceback, chained SDK errors included, with every secret taken out (vendors
+    echo keys back in 401 bodies, and those reach the chained exceptions' messages)."""
+    import traceback
+
+    from agent.secrets import redact
+
+    sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    sys.stderr.write(f"error: {redact(exc.one_line() if isinstance(exc, ResearchError) else str(exc))}\n")
+    sys.stderr.flush()
 
 
 def _warn(message: str) -> None:
@@ -243,6 +257,8 @@ def run(
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
     max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="A new budget in USD for the whole run.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Write the report to this directory instead of the run's own.")] = None,
+    fmt: Annotated[List[str], typer.Option("--format", help="Report formats instead of the run's own: md, html, json.")] = [],
     config: ConfigFile = None,
     cache_dir: CacheDir = None,
     as_json: JsonOut = False,
@@ -251,7 +267,8 @@ def resume(
 ) -> None:
     """Continue a run: completed steps replay, the rest are paid for."""
     with _edge(debug):
-        _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet, max_cost=max_cost)
+        _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet, max_cost=max_cost,
+                  out_dir=out, formats=list(fmt) or None)
 
 
 def _continue(run_id: str, *, cache_dir: str | None, config: str | None, as_json: bool, quiet: bool,

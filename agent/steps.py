@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import threading
 import time
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ class Runtime:
         run_id: str | None = None,
         attempt: int = 1,
         pins: dict[str, str] | None = None,
-        gate: Callable[[StepSpec], Awaitable[None]] | None = None,
+        gate: Callable[[StepSpec], Awaitable[None] | None] | None = None,
         holder: str | None = None,
     ) -> None:
         self.store = store
@@ -202,7 +203,9 @@ class Runtime:
                 future.set_result(result)
                 return result
             if self.gate is not None:
-                await self.gate(spec)
+                held = self.gate(spec)
+                if inspect.isawaitable(held):
+                    await held
             gated = True
             paid = await work()
             result = self._paid(spec, paid, started)
@@ -258,6 +261,11 @@ class Runtime:
             record = self.lookup(spec)
             if record is not None:
                 return self._replay(spec, record, started)
+            if self.gate is not None:  # budgets and fatal stops hold for plain functions too
+                held = self.gate(spec)
+                if inspect.isawaitable(held):
+                    held.close()
+                    raise TypeError("this runtime's gate is a coroutine; a plain function's step needs a plain gate")
             try:
                 paid = work()
             except BaseException as exc:

@@ -145,7 +145,8 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
         prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"]
         workflow_ref: list[Any] = []
 
-        async def gate(spec: StepSpec) -> None:
+        def gate(spec: StepSpec) -> None:
+            """Before every paid call, async or plain (``@durable`` functions in a run go through it too)."""
             workflow = workflow_ref[0]
             if workflow.fatal is not None:
                 raise workflow.fatal

@@ -78,3 +78,36 @@ def test_model_markup_is_escaped_in_the_html_report(monkeypatch):
     page = Path(out["report_paths"]["html"]).read_text()
     assert "<script>" not in page and "<img" not in page
     assert "&lt;script&gt;" in page
+
+
+class Echoing(OpenAIAPI):
+    """Rejects a wrong key by quoting it back, as some vendors' 401 bodies do."""
+
+    def bad_key(self):
+        return self.error(401, f"Incorrect API key provided: {self.last_key}.")
+
+    def presented_key(self, request):
+        self.last_key = super().presented_key(request)
+        return self.last_key
+
+
+def test_debug_tracebacks_and_base_url_passwords_are_redacted(tmp_path, monkeypatch):
+    """--debug shows the chained SDK errors, whose text echoes the rejected key: it is taken out there too,
+    and so is a password written into a base URL."""
+    wrong = SECRET + "X"
+    with serve(Echoing(key=SECRET)) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", wrong)
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        rejected = cli("run", QUESTION, "--file", CORPUS, "--model", "openai:gpt-4o-mini", "--run-id", "d1", "--debug")
+        host = server.url.split("//", 1)[1]
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://admin:hunter2-pass@{host}/v1")
+        with_password = cli("run", QUESTION, "--file", CORPUS, "--model", "openai:gpt-4o-mini", "--run-id", "d2",
+                            "--debug")
+        shown = cli("show", "d2", "--json")
+    assert rejected.exit_code == 1 and with_password.exit_code == 1
+    assert "Traceback" in rejected.stderr and "openai.AuthenticationError" in rejected.stderr  # the chain is shown
+    assert "Incorrect API key provided: " in rejected.stderr  # with the vendor's echo, minus the key
+    outputs = rejected.stdout + rejected.stderr + with_password.stderr + shown.stdout
+    for text in (outputs, every_file_text(tmp_path / "cache")):
+        assert wrong not in text and SECRET[8:24] not in text
+        assert "hunter2-pass" not in text

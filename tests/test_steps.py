@@ -249,3 +249,20 @@ def test_totals_count_every_payment_of_every_attempt(tmp_path):
     t = totals(ws.journal.steps("r1"))
     assert (t["calls"], t["paid"], t["cost_usd"]) == (1, 2, 0.5)
     ws.close()
+
+
+def test_plain_function_steps_go_through_the_gate(tmp_path):
+    """A sync ``@durable`` function inside a run is held back by the budget like any model call."""
+    from agent.errors import BudgetExceeded
+
+    ws = Workspace.open(tmp_path / "c")
+    calls = []
+
+    def gate(spec):
+        raise BudgetExceeded("over budget")
+
+    runtime = ws.start("g", question="q", inputs={}, config={}, gate=gate)
+    with pytest.raises(BudgetExceeded):
+        runtime.step_sync(spec(), lambda: calls.append(1) or Paid("v"))
+    assert calls == [] and ws.journal.steps("g") == []  # never started, so not a failure either
+    ws.close()
