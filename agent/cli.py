@@ -45,6 +45,7 @@ CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", help="Cache dire
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Wait = Annotated[bool, typer.Option("--wait", help="If another process is running this run, wait for it instead of refusing.")]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", help="For a scheduled report's run: the reports file holding its webhook [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
 
 EXIT_PARTIAL = 3
@@ -160,7 +161,7 @@ def _interruptible(run_id: str | None) -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool) -> None:
+def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool, wait: bool = False) -> None:
     from agent.runs import new_run_id
     from pipelines.runner import execute
 
@@ -168,7 +169,7 @@ def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool
     with _progress(quiet, as_json) as progress:
         try:
             with _interruptible(options.run_id):
-                result = asyncio.run(execute(pipeline, inputs, options, progress=progress, warn=_warn))
+                result = asyncio.run(execute(pipeline, inputs, options, progress=progress, warn=_warn, wait=wait))
         except RunWaiting as exc:  # not a failure: the run waits, durably, for a person
             if as_json:
                 _emit_json({"run_id": exc.run_id, "status": "waiting", "waiting_for": exc.stage,
@@ -218,6 +219,7 @@ def run(
     approve: Annotated[List[str], typer.Option("--approve", help="Stop before this stage (analyze, report) until 'research approve RUN_ID' (repeatable).")] = [],
     approve_timeout: Annotated[Optional[str], typer.Option("--approve-timeout", help="A wait for approval expires after this long (3d, 12h).")] = None,
     cache_dir: CacheDir = None,
+    wait: Wait = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -250,7 +252,7 @@ def run(
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
                                   run_id=run_id, allow_private_hosts=allow_private_hosts,
                                   approve=[a.strip().lower() for a in approve], approve_timeout=timeout_s)
-        _run("research", inputs, options, as_json=as_json, quiet=quiet)
+        _run("research", inputs, options, as_json=as_json, quiet=quiet, wait=wait)
 
 
 @app.command()
@@ -261,18 +263,19 @@ def resume(
     fmt: Annotated[List[str], typer.Option("--format", help="Report formats instead of the run's own: md, html, json.")] = [],
     config: ConfigFile = None,
     cache_dir: CacheDir = None,
+    wait: Wait = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Continue a run: completed steps replay, the rest are paid for."""
     with _edge(debug):
-        _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet, max_cost=max_cost,
-                  out_dir=out, formats=list(fmt) or None)
+        _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet, wait=wait,
+                  max_cost=max_cost, out_dir=out, formats=list(fmt) or None)
 
 
 def _continue(run_id: str, *, cache_dir: str | None, config: str | None, as_json: bool, quiet: bool,
-              **overrides: Any) -> None:
+              wait: bool = False, **overrides: Any) -> None:
     """The one way a stopped, interrupted or approved run goes on, whichever command asked."""
     from pipelines.runner import resume as rebuild
 
@@ -282,7 +285,7 @@ def _continue(run_id: str, *, cache_dir: str | None, config: str | None, as_json
 
         continue_report(run, config=config, cache_dir=cache_dir, as_json=as_json, quiet=quiet, **overrides)
         return
-    _run(pipeline, inputs, options, as_json=as_json, quiet=quiet)
+    _run(pipeline, inputs, options, as_json=as_json, quiet=quiet, wait=wait)
 
 
 def _decide(run_id: str, decision: str, note: str | None, cache_dir: str | None) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 from agent.config import resolve_cache_dir
 from agent.errors import (BudgetExceeded, ProviderError, ResearchError, RunRejected, RunStopped, RunWaiting, SourceError,
                           UsageError)
-from agent.journal import totals
+from agent.journal import RunBusy, totals
 from agent.runs import Workspace, new_run_id
 from agent.secrets import redact
 from agent.steps import StepSpec, reset_runtime, use_runtime
@@ -130,7 +130,7 @@ def lost_results(workspace: Workspace, run_id: str, pins: dict[str, str]) -> tup
 
 async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *, progress: Progress | None = None,
                   report: str | None = None, slot: float | None = None,
-                  warn: Callable[[str], None] | None = None) -> Any:
+                  warn: Callable[[str], None] | None = None, wait: bool = False) -> Any:
     """Run (or resume) one run of ``pipeline`` and write its report; see the module docstring."""
     if isinstance(pipeline, str):
         pipeline = get_pipeline(pipeline)
@@ -141,8 +141,6 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
     run_id = options.run_id or new_run_id()
     lease = None
     try:
-        # What earlier attempts of this run spent counts against its budget (0 for a new run).
-        prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"]
         workflow_ref: list[Any] = []
 
         def gate(spec: StepSpec) -> None:
@@ -165,9 +163,18 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
                         f"${options.max_cost:.4f} budget is spent",
                     )
 
-        runtime = workspace.start(run_id, question=inputs.question, inputs=inputs.to_json(),
-                                         config=options.to_json(), gate=gate, pipeline=pipeline.name,
-                                         pipeline_version=pipeline.version, report=report, slot=slot)
+        while True:
+            try:
+                runtime = workspace.start(run_id, question=inputs.question, inputs=inputs.to_json(),
+                                          config=options.to_json(), gate=gate, pipeline=pipeline.name,
+                                          pipeline_version=pipeline.version, report=report, slot=slot)
+                break
+            except RunBusy:
+                if not wait:
+                    raise
+                await asyncio.sleep(1.0)  # the holder finishes, or its lease runs out
+        # What earlier attempts of this run spent (a holder we waited for included) counts against its budget.
+        prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"]
         lease = workspace.leases[run_id]
         if report is not None and slot is not None and options.latest:
             # latest.* is the newest slot's report: an older slot run again must not take its place.

@@ -59,3 +59,17 @@ def test_a_second_process_on_a_live_run_refuses_and_pays_nothing(tmp_path):
     assert shown["attempts"] == 1
     keys = [s["key"] for s in shown["steps"] if not s["replayed"]]
     assert len(keys) == len(set(keys)) == shown["totals"]["paid"]
+
+
+def test_wait_lets_a_second_process_continue_after_the_holder(tmp_path):
+    corpus, cache = make_corpus(tmp_path), tmp_path / "cache"
+    env = subprocess_env(RESEARCH_LOCAL_LATENCY="0.05")
+    first = research_proc(*_args(corpus, cache, "w"), env=env, cwd=tmp_path)
+    _wait_for_events(cache, 3, first)
+    second = research_run(*_args(corpus, cache, "w"), "--wait", "--json", env=env, cwd=tmp_path)
+    first.communicate(timeout=120)
+    assert first.returncode == 0
+    assert second.returncode == 0, second.stderr
+    out = json.loads(second.stdout)
+    # It ran after the holder finished: the second attempt replayed everything and paid nothing.
+    assert out["totals"]["this_attempt"]["attempt"] == 2 and out["totals"]["this_attempt"]["paid"] == 0
