@@ -20,7 +20,9 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 from agent.errors import StoreError, UsageError
 
@@ -162,6 +164,21 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _retry_locked(open_: Callable[[], T], seconds: float = 30.0) -> T:
+    """``open_()``, again while SQLite says the file is locked: two processes creating a cache at the same
+    moment both switch it to WAL, which SQLite's busy timeout does not cover."""
+    deadline = time.monotonic() + seconds
+    delay = 0.01
+    while True:
+        try:
+            return open_()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 def _open_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection; on a read-only file system, where SQLite cannot make the WAL index, the
     file is read as immutable (what the last writer checkpointed at close)."""
@@ -208,10 +225,7 @@ class Journal:
                                      hint="open it once where the cache directory is writable")
                 return
             make_private(self.path.parent)
-            self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            self._db = _retry_locked(self._connect)
             make_private(self.path.parent)
         except (OSError, sqlite3.Error) as exc:
             if "malformed" in str(exc) or "not a database" in str(exc):
@@ -234,6 +248,18 @@ class Journal:
                 return cls(directory, read_only=True)
             except (StoreError, sqlite3.Error):
                 raise exc from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._db = db
+            self._migrate()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _migrate(self) -> None:
         """Bring the file to :data:`SCHEMA_VERSION`, one numbered migration at a time.

@@ -100,14 +100,16 @@ class Store:
         self.directory = Path(directory)
         try:
             make_private(self.directory)
-            self._cache = diskcache.Cache(
+            from agent.journal import _retry_locked
+
+            self._cache = _retry_locked(lambda: diskcache.Cache(
                 str(self.directory),
                 disk=JSONDisk,
                 eviction_policy="none",
                 size_limit=2**62,
                 statistics=False,
                 tag_index=True,
-            )
+            ))
         except (OSError, sqlite3.Error) as exc:
             if _is_damage(exc):
                 raise damaged(self.directory / "cache.db", exc) from exc

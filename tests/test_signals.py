@@ -45,18 +45,23 @@ def test_sigterm_says_which_run_to_resume_and_the_run_resumes(tmp_path):
 
 def test_a_second_process_on_a_live_run_refuses_and_pays_nothing(tmp_path):
     corpus, cache = make_corpus(tmp_path), tmp_path / "cache"
-    env = subprocess_env(RESEARCH_LOCAL_LATENCY="0.1")
-    first = research_proc(*_args(corpus, cache, "same"), env=env, cwd=tmp_path)
-    _wait_for_events(cache, 3, first)
-    second = research_run(*_args(corpus, cache, "same"), env=env, cwd=tmp_path)
-    resume = research_run("resume", "same", "--cache-dir", cache, env=env, cwd=tmp_path)
-    out, err = first.communicate(timeout=120)
-    assert first.returncode == 0, err
-    for other in (second, resume):
-        assert other.returncode == 2, other.stderr
-        assert "already running in" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    # Slow enough (about 20 s of calls) that the holder is surely alive while the others knock.
+    first = research_proc(*_args(corpus, cache, "same"), env=subprocess_env(RESEARCH_LOCAL_LATENCY="1.0"),
+                          cwd=tmp_path)
+    try:
+        _wait_for_events(cache, 3, first)
+        env = subprocess_env()
+        second = research_run(*_args(corpus, cache, "same"), env=env, cwd=tmp_path)
+        resume = research_run("resume", "same", "--cache-dir", cache, env=env, cwd=tmp_path)
+        assert first.poll() is None, "the holder finished before the others asked: nothing was tested"
+        for other in (second, resume):
+            assert other.returncode == 2, other.stderr
+            assert "already running in" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
     shown = json.loads(research_run("show", "same", "--json", "--cache-dir", cache, env=env, cwd=tmp_path).stdout)
-    assert shown["attempts"] == 1
+    assert shown["attempts"] == 1 and shown["status"] == "interrupted"
     keys = [s["key"] for s in shown["steps"] if not s["replayed"]]
     assert len(keys) == len(set(keys)) == shown["totals"]["paid"]
 
