@@ -61,3 +61,26 @@ def agreement(analyses: list[dict[str, str]]) -> str:
         if ids - others:
             lines.append(f"Only {analysis['model']} relied on " + ", ".join(f"[{n}]" for n in sorted(ids - others)) + ".")
     return "\n".join(lines)
+
+
+def neutralize(text: str) -> str:
+    """Source text with its own bracketed numbers (a page's footnote markers ``[1]``, ``[2, 5]``) made
+    plain, ``(1)``, so they can never pass for the report's citations of other sources."""
+    return _GROUP.sub(lambda m: f"({m.group(1).strip()})", text)
+
+
+#: Phrases that address an AI model rather than a human reader: a page carrying them may be trying to
+#: steer the models that read it (prompt injection).
+_AIMED_AT_MODELS = re.compile(
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier)\s+instructions?\b"
+    r"|\b(?:system\s+(?:notice|prompt|message)\s*:)"
+    r"|\bnote\s+to\s+(?:ai|llm|language\s+model)s?\b"
+    r"|\b(?:if\s+you\s+are\s+an?\s+)(?:ai|llm|language\s+model|assistant)\b"
+    r"|\b(?:ai|llm)\s+(?:assistants?|models?|agents?)\s*(?:must|should|are\s+instructed)\b",
+    re.I,
+)
+
+
+def aimed_at_models(text: str) -> bool:
+    """Whether ``text`` holds instructions aimed at AI models (ignore previous instructions, ...)."""
+    return bool(_AIMED_AT_MODELS.search(text))

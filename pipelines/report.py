@@ -23,9 +23,16 @@ OFFLINE_NOTE = (
 )
 
 
+def _safe(text: str) -> str:
+    """Text the report did not write itself (titles, summaries, model answers, error messages) with its
+    HTML made inert: other tools render the Markdown, and a page title ``<script>`` must stay text there."""
+    # Only "<" can open a tag; leaving ">" alone keeps a model's Markdown quotes working.
+    return text.replace("<", "&lt;")
+
+
 def _md_text(text: str) -> str:
     """Text safe inside a Markdown link label."""
-    return text.replace("[", "(").replace("]", ")")
+    return _safe(text).replace("[", "(").replace("]", ")")
 
 
 def _uses_local(models: list[str]) -> bool:
@@ -33,37 +40,37 @@ def _uses_local(models: list[str]) -> bool:
 
 
 def markdown(result: "ResearchResult") -> str:
-    lines = [f"# {result.question}", ""]
+    lines = [f"# {_safe(result.question)}", ""]
     lines.append(f"Run `{result.run_id}` · {result.started_at} · models: {', '.join(f'`{m}`' for m in result.models)}"
                  f" · {len(result.sources)} source{'s' if len(result.sources) != 1 else ''}")
     lines.append("")
     if _uses_local(result.models):
         lines += [f"> {OFFLINE_NOTE}", ""]
     if getattr(result, "changes", ""):
-        lines += [result.changes.strip(), ""]
+        lines += [_safe(result.changes.strip()), ""]
     if result.synthesis:
-        lines += [result.synthesis.strip(), ""]
+        lines += [_safe(result.synthesis.strip()), ""]
     else:
         lines += ["## Answer", "", "No synthesis could be written; see the failures below.", ""]
     if result.analyses:
         lines += ["## Analyses", ""]
         for analysis in result.analyses:
-            lines += [f"### {analysis['model']}", "", analysis["text"].strip(), ""]
+            lines += [f"### {analysis['model']}", "", _safe(analysis["text"].strip()), ""]
     lines += ["## Sources", ""]
     for source in result.sources:
-        lines += [f"### [{source.id}] {source.title}", ""]
-        lines += [source.summary.strip() if source.summary else "_No summary: it failed (see below)._", ""]
+        lines += [f"### [{source.id}] {_safe(source.title)}", ""]
+        lines += [_safe(source.summary.strip()) if source.summary else "_No summary: it failed (see below)._", ""]
     if result.failed or result.notes:
         lines += ["## What failed or was left out", ""]
-        lines += [f"- {f['stage']}: {f['what']}: {f['error']}" for f in result.failed]
-        lines += [f"- {note}" for note in result.notes]
+        lines += [f"- {f['stage']}: {_safe(f['what'])}: {_safe(f['error'])}" for f in result.failed]
+        lines += [f"- {_safe(note)}" for note in result.notes]
         lines.append("")
     lines += ["## References", ""]
     for source in result.sources:
         if source.uri.startswith(("http://", "https://")):
             lines.append(f"{source.id}. [{_md_text(source.title or source.uri)}]({source.uri}): <{source.uri}>")
         else:
-            lines.append(f"{source.id}. {source.title}: {source.uri}")
+            lines.append(f"{source.id}. {_safe(source.title)}: {_safe(source.uri)}")
     lines.append("")
     return "\n".join(lines)
 

@@ -210,15 +210,18 @@ class ResearchWorkflow(Stages):
             question=self.inputs.question, source=doc, max_words=SUMMARY_WORDS,
         )
 
-    async def summarize(self, source: Source) -> str:
-        """One summary per source; a source too long for the model is summarized in parts, then combined."""
+    async def summarize(self, title: str, text: str, label: str) -> str:
+        """One summary per source text; a text too long for the model is summarized in parts, then combined.
+
+        Keyed by title and text alone (not the source's number, not where it came from), so a source read
+        again unchanged, or the same text at two addresses, is summarized once.
+        """
         budget = self.providers[0].context_window // 2
-        if chunking.approx_tokens(source.text) <= budget:
-            return await self._summarize_text(source.title, source.text, f"summarize [{source.id}] {source.title}")
-        parts = chunking.split(source.text, budget)
+        if chunking.approx_tokens(text) <= budget:
+            return await self._summarize_text(title, text, f"summarize {label}")
+        parts = chunking.split(text, budget)
         partials = await asyncio.gather(*(
-            self._summarize_text(f"{source.title} (part {i} of {len(parts)})", part,
-                                 f"summarize [{source.id}] part {i}/{len(parts)} {source.title}")
+            self._summarize_text(f"{title} (part {i} of {len(parts)})", part, f"summarize {label} part {i}/{len(parts)}")
             for i, part in enumerate(parts, 1)
         ))
         combined = "\n\n".join(partials)
@@ -227,9 +230,9 @@ class ResearchWorkflow(Stages):
                 break
             groups = chunking.split(combined, budget)
             combined = "\n\n".join(await asyncio.gather(*(
-                self._summarize_text(source.title, group, f"combine [{source.id}] {source.title}") for group in groups
+                self._summarize_text(title, group, f"combine {label}") for group in groups
             )))
-        return await self._summarize_text(source.title, combined, f"combine [{source.id}] {source.title}")
+        return await self._summarize_text(title, combined, f"combine {label}")
 
     def _summaries(self, sources: list[Source]) -> list[dict[str, Any]]:
         return [{"id": s.id, "title": s.title, "text": s.summary} for s in sources if s.summary is not None]
@@ -253,7 +256,7 @@ class ResearchWorkflow(Stages):
         )
 
     def _ingest(self, refs: list[str], docs: list[Document | None], sources: list[Source]) -> list[Source]:
-        """Number the documents read, skipping content already among ``sources``; returns the new ones."""
+        """Number the documents read, in the order given, skipping content already among ``sources``."""
         new: list[Source] = []
         for ref, doc in zip(refs, docs):
             if doc is None:
@@ -267,13 +270,38 @@ class ResearchWorkflow(Stages):
             self._digests[digest] = source.id
             sources.append(source)
             new.append(source)
+            if citations.aimed_at_models(doc.text):
+                self.notes.append(f"Source [{source.id}] contains instructions aimed at AI models; treat what it "
+                                  "says, and any claim resting on it, with care.")
         return new
 
     async def _read_and_summarize(self, refs: list[str], sources: list[Source], stage: str = "") -> list[Source]:
-        docs = await self.each(f"scrape{stage}", refs, self.fetch,
-                                lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
-        new = self._ingest(refs, docs, sources)
-        summaries = await self.each(f"summarize{stage}", new, self.summarize, lambda s: f"summarize [{s.id}] {s.uri}")
+        """Read every ref and summarize each as soon as it is read: a slow source delays only itself.
+
+        Numbering waits for all the reads (it follows the order the refs were given, so a resumed run
+        numbers alike); the summaries do not, since their keys hold no number.
+        """
+        pending: dict[str, asyncio.Future] = {}
+
+        async def read(ref: str) -> Document:
+            doc = await self.fetch(ref)
+            # A page's own footnote markers must never read as the report's citations of other sources.
+            doc.text = citations.neutralize(doc.text)
+            if doc.text not in pending:
+                pending[doc.text] = asyncio.ensure_future(self.summarize(doc.title, doc.text, ref))
+            return doc
+
+        try:
+            docs = await self.each(f"scrape{stage}", refs, read,
+                                   lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
+            new = self._ingest(refs, docs, sources)
+            summaries = await self.each(f"summarize{stage}", new, lambda s: pending[s.text],
+                                        lambda s: f"summarize [{s.id}] {s.uri}")
+        finally:
+            for task in pending.values():  # a stage that stopped early leaves no summary running
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*pending.values(), return_exceptions=True)
         for source, summary in zip(new, summaries):
             # A summary speaks of one source; numbered citations in it would point at nothing.
             source.summary = citations.verify(summary, set())[0] if summary is not None else None

@@ -44,8 +44,8 @@ def steps(run_id: str) -> list[dict]:
 
 
 def summaries(run_id: str) -> dict[str, bool]:
-    """Summarize steps of a run by source title -> replayed."""
-    return {s["name"].split("] ", 1)[1]: s["replayed"] for s in steps(run_id)
+    """Summarize steps of a run by the source's path on the site -> replayed."""
+    return {"/" + s["name"].rsplit("/", 1)[1]: s["replayed"] for s in steps(run_id)
             if s["kind"] == "llm" and s["name"].startswith("summarize")}
 
 
@@ -126,7 +126,7 @@ def test_max_age_refetches_and_only_changed_pages_are_summarized_again():
         assert site.hits["/article"] == 2 and site.hits["/costs"] == 2
     scrapes = [s for s in steps("day2") if s["kind"] == "scrape"]
     assert len(scrapes) == 2 and not any(s["replayed"] for s in scrapes)
-    assert summaries("day2") == {"Heat pumps in the cold": True, "Running costs": False}
+    assert summaries("day2") == {"/article": True, "/costs": False}
     assert "now cost less to run" in Path(out["report_path"]).read_text()
 
 
