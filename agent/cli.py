@@ -218,6 +218,7 @@ def run(
     allow_private_hosts: Annotated[bool, typer.Option("--allow-private-hosts", help="Let the built-in fetcher follow redirects (and unnamed hosts) to private and loopback addresses.")] = False,
     approve: Annotated[List[str], typer.Option("--approve", help="Stop before this stage (analyze, report) until 'research approve RUN_ID' (repeatable).")] = [],
     approve_timeout: Annotated[Optional[str], typer.Option("--approve-timeout", help="A wait for approval expires after this long (3d, 12h).")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Read again pages that failed lastingly (404, unknown host) on an earlier run.")] = False,
     cache_dir: CacheDir = None,
     wait: Wait = False,
     as_json: JsonOut = False,
@@ -251,7 +252,8 @@ def run(
         options = ResearchOptions(cache_dir=cache_dir, out_dir=out or env("RESEARCH_REPORT_DIR") or "reports", formats=list(fmt), prompts_dir=prompts,
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
                                   run_id=run_id, allow_private_hosts=allow_private_hosts,
-                                  approve=[a.strip().lower() for a in approve], approve_timeout=timeout_s)
+                                  approve=[a.strip().lower() for a in approve], approve_timeout=timeout_s,
+                                  retry_failed=retry_failed)
         _run("research", inputs, options, as_json=as_json, quiet=quiet, wait=wait)
 
 
@@ -409,7 +411,7 @@ def cache_stats(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Deb
 
 @cache_app.command("clear")
 def cache_clear(
-    kind: Annotated[Optional[str], typer.Option("--kind", help="Only this kind of step: llm, scrape, search, fn.")] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", help="Only this kind of step: llm, scrape, search, fn, or failure (remembered failed page reads).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     cache_dir: CacheDir = None,
     debug: Debug = False,

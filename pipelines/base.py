@@ -68,6 +68,7 @@ class RunOptions:
     allow_private_hosts: bool = False
     approve: list[str] = field(default_factory=list)
     approve_timeout: float | None = None
+    retry_failed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -197,7 +198,8 @@ class Stages:
     async def fetch(self, ref: str) -> Document:
         """A web page or a local file, as a durable step."""
         if url_sources.is_web_url(ref):
-            return await web_steps.scrape(self.runtime, self.web_backend(), ref, max_age=self.options.max_age)
+            return await web_steps.scrape(self.runtime, self.web_backend(), ref, max_age=self.options.max_age,
+                                          retry_failed=self.options.retry_failed)
         return await self.read(ref)
 
     async def read(self, path: str) -> Document:

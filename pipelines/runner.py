@@ -211,6 +211,8 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
             workspace.journal.flush()
             result.totals = totals(workspace.journal.steps(run_id))
             result.totals["this_attempt"] = workspace.journal.attempt_counts(run_id, runtime.attempt)
+            # A source that failed without a step (remembered from an earlier run) is a failure all the same.
+            result.totals["failed"] = max(result.totals["failed"], len(getattr(result, "failed", [])))
             result.report_paths = write_outputs(result, options)
         except BudgetExceeded as exc:
             _finish(workspace, run_id, "stopped", error=redact(exc.one_line()))

@@ -186,7 +186,10 @@ def test_search_and_scrape_through_firecrawl(monkeypatch):
         assert paths.count("/v2/search") == 1 and paths.count("/v2/scrape") == 3
         server.clear()
         again = run("--search", "3", "--url", "https://b.example/cost", code=3)
-        # what succeeded replays; only the failed page is tried again (failures are never stored)
+        # what succeeded replays; the page that is gone (404) is remembered as gone: no Firecrawl credits
+        assert server.requests == []
+        server.clear()
+        run("--search", "3", "--url", "https://b.example/cost", "--retry-failed", code=3)
         assert [(r.path, r.json()["url"]) for r in server.requests] == [("/v2/scrape", "https://c.example/none")]
     journal = steps("fc1")
     assert [s["kind"] for s in journal].count("search") == 1
@@ -231,3 +234,20 @@ def test_fetch_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("RESEARCH_FETCH_MAX_BYTES", "lots")
     result = cli("run", Q, "--url", "https://example.org/x")
     assert result.exit_code == 2 and "RESEARCH_FETCH_MAX_BYTES" in result.stderr
+
+
+def test_lasting_failures_are_remembered_and_transient_ones_are_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESEARCH_MAX_RETRIES", "0")
+    site = website()
+    site["/flaky"] = Reply(503, "busy", {"Content-Type": "text/plain"})
+    with serve(site) as server:
+        urls = ["--url", f"{server.url}/article", "--url", f"{server.url}/gone", "--url", f"{server.url}/flaky"]
+        run(*urls, "--run-id", "f1", code=3)
+        assert site.hits["/gone"] == 1 and site.hits["/flaky"] == 1
+        run(*urls, "--run-id", "f2", code=3)
+        assert site.hits["/gone"] == 1  # a 404 is not asked again within the hour
+        assert site.hits["/flaky"] == 2  # a 503 is
+        report = Path("reports/f2.md").read_text()
+        assert "HTTP 404 not found (failed earlier at " in report and "not retried" in report
+        run(*urls, "--run-id", "f3", "--retry-failed", code=3)
+        assert site.hits["/gone"] == 2

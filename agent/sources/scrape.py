@@ -11,6 +11,9 @@ same document, so the model steps downstream, keyed by content, replay for free.
 
 from __future__ import annotations
 
+import datetime as _dt
+
+from agent.errors import SourceError
 from agent.sources import Document
 from agent.sources.backend import SearchHit, WebBackend
 from agent.sources.urls import normalize_url
@@ -34,14 +37,55 @@ def search_spec(backend: WebBackend, query: str, limit: int, *, max_age: float |
                     request={"query": query, "limit": int(limit), **backend.key_options()}, max_age=max_age)
 
 
-async def scrape(runtime: Runtime, backend: WebBackend, url: str, *, max_age: float | None = None) -> Document:
-    """The document at ``url``, replayed or fetched through ``backend`` as a durable step."""
+#: How long a lasting failure is remembered when the run sets no ``max_age``.
+REMEMBER_FAILURE_S = 3600.0
+_LASTING = ("could not be resolved", "no readable text", "unsupported content type", "the page is empty",
+            "not a PDF", "is not text", "robots.txt")
+
+
+def lasting(exc: BaseException) -> bool:
+    """A failure that will not change soon: a 404 or 410, an unknown host, a page that is no document.
+
+    Timeouts, 5xx, refused connections and dropped ones are not: they are tried again next time.
+    """
+    if not isinstance(exc, SourceError) or exc.retryable or getattr(exc, "fatal", False):
+        return False
+    if getattr(exc, "lasting", None) is not None:
+        return bool(exc.lasting)
+    return exc.status in (404, 410) or any(marker in exc.message for marker in _LASTING)
+
+
+def _failure_key(spec: StepSpec) -> str:
+    return f"{spec.key}!failed"
+
+
+async def scrape(runtime: Runtime, backend: WebBackend, url: str, *, max_age: float | None = None,
+                 retry_failed: bool = False) -> Document:
+    """The document at ``url``, replayed or fetched through ``backend`` as a durable step.
+
+    A lasting failure (see :func:`lasting`) is remembered for ``max_age`` (an hour without one), so a
+    rerun neither waits for nor pays (Firecrawl credits) for a page that is gone; ``retry_failed`` tries
+    it anyway. Only fetches are remembered this way; a model call's failure never is.
+    """
+    spec = scrape_spec(backend, url, max_age=max_age)
+    remember = max_age if max_age else REMEMBER_FAILURE_S
+    if not retry_failed and runtime.lookup(spec) is None:
+        failure = runtime.store.get(_failure_key(spec), max_age=remember)
+        if failure is not None:
+            when = _dt.datetime.fromtimestamp(failure["stored_at"], tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            raise SourceError(f"{failure['value']['error']} (failed earlier at {when}, not retried; "
+                              "pass --retry-failed to try again)", source=url)
 
     async def work() -> Paid:
         doc = await backend.scrape(url)
         return Paid(doc.to_json(), cost_usd=0.0)
 
-    result = await runtime.step(scrape_spec(backend, url, max_age=max_age), work)
+    try:
+        result = await runtime.step(spec, work)
+    except SourceError as exc:
+        if lasting(exc):
+            runtime.store.put(_failure_key(spec), {"error": exc.message, "status": exc.status}, kind="failure")
+        raise
     return Document.from_json(result.value)
 
 
