@@ -160,7 +160,7 @@ def check_search(count: int) -> None:
 
 def web_backend(limits: Limits | None = None, *, max_age: float | None = None,
                 trusted_hosts: Iterable[str] | None = None, allow_private: bool = False,
-                **overrides: Any) -> WebBackend:
+                ignore_robots: bool | None = None, **overrides: Any) -> WebBackend:
     """Firecrawl if it is configured, else the built-in fetcher; each imported only here.
 
     ``max_age`` is the run's freshness wish, passed on to backends that keep their own page cache.
@@ -172,6 +172,11 @@ def web_backend(limits: Limits | None = None, *, max_age: float | None = None,
     no host. ``None``, the default, trusts every host: the behaviour of callers from before the guard,
     kept until they pass their hosts. ``allow_private=True`` (``--allow-private-hosts``) allows every
     address. Firecrawl fetches on its own side, so neither applies to it.
+
+    ``ignore_robots=False`` makes the built-in fetcher honour robots.txt (:mod:`agent.sources.robots`),
+    ``True`` (``--ignore-robots``) not. ``None``, the default, does not consult it either: the
+    behaviour of callers from before robots.txt support, kept until they say which they want, like
+    ``trusted_hosts``. Firecrawl applies its own policy.
     """
     fetch_limits = FetchLimits.from_limits(limits, **overrides)
     if firecrawl_configured():
@@ -180,4 +185,5 @@ def web_backend(limits: Limits | None = None, *, max_age: float | None = None,
         return FirecrawlBackend(limits=fetch_limits, max_age=max_age)
     from agent.sources.web import WebFetcher
 
-    return WebFetcher(limits=fetch_limits, trusted_hosts=trusted_hosts, allow_private=allow_private)
+    return WebFetcher(limits=fetch_limits, trusted_hosts=trusted_hosts, allow_private=allow_private,
+                      robots=ignore_robots is False)

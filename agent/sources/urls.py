@@ -4,6 +4,11 @@ Two spellings of one page (``HTTP://Example.com:80/a?b=2&a=1#top`` and ``http://
 must share one scrape step and count as one source, so every URL is normalized before it is keyed or
 compared. Normalizing never changes which page a server returns: only the scheme and host case, a
 default port, the fragment, the order of query parameters and ``utm_*`` tracking parameters go.
+
+A URL list (``--urls-file``) holds web pages only. :func:`read_urls_file_checked` returns its good URLs
+and, apart, each line it cannot use with the reason, so that one typo or a ``javascript:`` line fails
+that line alone. ``file://`` lines are refused: a list made elsewhere must not pull local files into a
+prompt sent to a model vendor; local files go through ``--file``.
 """
 
 from __future__ import annotations
@@ -78,8 +83,9 @@ def file_url_path(url: str) -> str:
     return unquote(parts.path)
 
 
-def read_urls_file(path: str) -> list[str]:
-    """The URLs listed in ``path``, one a line; blank lines and ``#`` comments are skipped."""
+def _read_listing(path: str) -> list[tuple[int, str]]:
+    """The non-blank, non-comment lines of ``path`` with their numbers; a :class:`UsageError` if it
+    cannot be read at all."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -88,12 +94,59 @@ def read_urls_file(path: str) -> list[str]:
         reason = getattr(exc, "strerror", None) or exc
         raise UsageError(f"cannot read the URL list {path}: {reason}",
                          hint="--urls-file takes a UTF-8 text file with one URL per line") from None
-    urls = []
-    for line in text.splitlines():
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if line and not line.startswith("#"):
+            lines.append((number, line))
+    return lines
+
+
+def read_urls_file(path: str) -> list[str]:
+    """The URLs listed in ``path``, one a line, unchecked; blank lines and ``#`` comments are skipped.
+
+    Its callers check each line themselves; :func:`read_urls_file_checked` checks them for you and
+    sets the bad ones apart.
+    """
+    return [line for _, line in _read_listing(path)]
+
+
+def web_url_problem(text: str) -> str | None:
+    """Why ``text`` is not an http(s) URL a fetcher can read, or None if it is one."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        return "not a valid URL (it holds spaces or control characters)"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return "not a valid URL"
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return "a local file; local files go through --file, not a URL list"
+    if scheme not in WEB_SCHEMES:
+        if not parts.scheme and "." in text.split("/")[0]:
+            return f"not an http(s) URL (did you mean https://{text}?)"
+        return f"not an http(s) URL ({scheme}:)" if scheme else "not an http(s) URL"
+    if not parts.hostname:
+        return "not an http(s) URL: it has no host name"
+    return None
+
+
+def read_urls_file_checked(path: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The http(s) URLs listed in ``path``, and the lines it cannot use as ``(line, reason)``.
+
+    Blank lines and ``#`` comments are skipped; a reason names the line's number (``"line 4: not an
+    http(s) URL (javascript:)"``). A file that cannot be read at all is a :class:`UsageError`.
+    """
+    urls: list[str] = []
+    rejects: list[tuple[str, str]] = []
+    for number, line in _read_listing(path):
+        problem = web_url_problem(line)
+        if problem is None:
             urls.append(line)
-    return urls
+        else:
+            rejects.append((line[:300], f"line {number}: {problem}"))
+    return urls, rejects
 
 
 def dedupe(urls: list[str]) -> list[str]:

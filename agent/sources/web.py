@@ -13,6 +13,12 @@ redirects included, goes through :mod:`agent.sources.guard`, and a refused one i
 the host and the address, before any request is sent. ``trusted_hosts=None`` (callers from before the
 guard) and ``allow_private=True`` (the user's ``--allow-private-hosts``) fetch as httpx alone would,
 honouring proxies from the environment; a guarded fetcher connects directly.
+
+With ``robots=True`` (what ``web_backend(ignore_robots=False)`` builds; ``--ignore-robots`` says
+True) a page its site's robots.txt disallows fails without being requested; see
+:mod:`agent.sources.robots`. A redirect to anything but http(s) (``javascript:``, ``data:``, ``ftp:``)
+fails saying so. Conversion runs in a worker thread, so pages convert while others download and the
+event loop stays free. Each document records the URL it was read at after redirects and when.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from datetime import datetime, timezone
 from typing import Any, AsyncContextManager, Iterable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -30,11 +37,14 @@ from agent.errors import SourceError
 from agent.providers.policy import parse_retry_after
 from agent.sources import Document
 from agent.sources.backend import FetchLimits, WebBackend
-from agent.sources.convert import HTML_TYPES, PDF_TYPES, title_from_markdown, to_text
+from agent.sources.convert import HTML_TYPES, PDF_TYPES, convert, title_from_markdown
 from agent.sources.guard import AddressGuard, Refused, Resolver, guarded_transport, host_key
+from agent.sources.robots import MAX_WAIT_S, Robots, RobotsCache, disallowed_message, fetch_robots, robots_allows
 
 #: Part of every page read's key: bump it when the conversion of pages to text changes.
-READER_VERSION = 1
+#: 2: text without control characters, PDFs' broken words joined, trafilatura settings measured on real
+#: pages (comments kept under a heading), titles without the site's name, provenance fields.
+READER_VERSION = 2
 USER_AGENT = "durable-research/0.1 (+research CLI)"
 TEXT_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
 ALLOWED_TYPES = HTML_TYPES + TEXT_TYPES + PDF_TYPES
@@ -97,7 +107,7 @@ def map_httpx_errors(url: str, limits: FetchLimits) -> Iterator[None]:
     except httpx.TooManyRedirects as exc:
         raise SourceError(f"{url}: too many redirects (more than {limits.max_redirects})", source=url) from exc
     except httpx.UnsupportedProtocol as exc:
-        raise SourceError(f"{url}: redirected to a URL that is not http or https ({exc})", source=url) from exc
+        raise SourceError(f"{url}: redirected to a URL that is not http(s) ({exc})", source=url) from exc
     except httpx.ConnectError as exc:
         reason, retryable = _describe_connect_error(exc)
         raise SourceError(f"{url}: {reason}", source=url, retryable=retryable) from exc
@@ -132,6 +142,27 @@ def _media_type(response: httpx.Response) -> tuple[str, str | None]:
     return mtype.strip().lower(), charset
 
 
+class NotWebRedirect(Exception):
+    """A redirect to a URL that is not http(s); raised from the client's response hook."""
+
+    def __init__(self, scheme: str) -> None:
+        super().__init__(f"redirect to a {scheme}: URL")
+        self.scheme = scheme
+
+
+async def _check_redirect(response: httpx.Response) -> None:
+    # httpx would fail on its own, but with "For absolute URLs, path must be empty" for javascript:.
+    if response.has_redirect_location:
+        target = urljoin(str(response.request.url), response.headers["location"].strip())
+        scheme = urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise NotWebRedirect(scheme or "schemeless")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class WebFetcher(WebBackend):
     """Pages over HTTP(S), one attempt per :meth:`scrape_once`; see the module docstring."""
 
@@ -139,17 +170,21 @@ class WebFetcher(WebBackend):
     can_search = False
 
     def __init__(self, limits: FetchLimits | None = None, *, trusted_hosts: Iterable[str] | None = None,
-                 allow_private: bool = False, resolve: Resolver | None = None) -> None:
+                 allow_private: bool = False, resolve: Resolver | None = None, robots: bool = False) -> None:
         """``trusted_hosts``: the hosts the user named, which may be private; None trusts every host
         (no guard, as before there was one), and an empty set none. ``allow_private`` turns the guard
         off. ``resolve`` replaces the system resolver for guarded connections (see
-        :func:`agent.sources.guard.resolve`)."""
+        :func:`agent.sources.guard.resolve`). ``robots``: honour robots.txt; off unless asked for, as
+        before there was robots.txt support (``web_backend(ignore_robots=False)`` asks for it)."""
         super().__init__(limits)
         self._client: httpx.AsyncClient | None = None
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self.guard: AddressGuard | None = None
         if trusted_hosts is not None and not allow_private:
             self.guard = AddressGuard(trusted_hosts, resolve=resolve)
+        self.honours_robots = robots
+        #: Each site's robots.txt, read once for this fetcher's life.
+        self.robots = RobotsCache(self._load_robots)
 
     def key_options(self) -> dict[str, Any]:
         # A page an unguarded fetcher read (--allow-private-hosts) may hold what a guarded one must
@@ -171,15 +206,26 @@ class WebFetcher(WebBackend):
                 max_redirects=self.limits.max_redirects,
                 timeout=httpx.Timeout(self.limits.timeout_s),
                 headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
+                event_hooks={"response": [_check_redirect]},
                 **connection,
             )
         return self._client
+
+    async def _load_robots(self, site: str) -> Robots:
+        return await fetch_robots(self._http(), site, timeout_s=min(self.limits.timeout_s, MAX_WAIT_S))
 
     def slot(self, url: str | None) -> AsyncContextManager[Any]:
         host = (urlsplit(url or "").netloc or "").lower()
         if host not in self._hosts:
             self._hosts[host] = asyncio.Semaphore(max(1, self.limits.per_host))
         return self._hosts[host]
+
+    async def scrape(self, url: str) -> Document:
+        # Asked once per page, before its attempts and outside their deadline: robots.txt has its own
+        # (see agent.sources.robots), and a slow one must not eat the page's.
+        if self.honours_robots and not await robots_allows(self, url):
+            raise SourceError(disallowed_message(url), source=url)
+        return await super().scrape(url)
 
     async def scrape_once(self, url: str) -> Document:
         try:
@@ -189,6 +235,8 @@ class WebFetcher(WebBackend):
             # means a redirect led there.
             reason = refused.reason(redirected=refused.host != host_key(url))
             raise SourceError(f"{url}: {reason}", source=url) from refused
+        except NotWebRedirect as bad:
+            raise SourceError(f"{url}: redirected to a URL that is not http(s) ({bad.scheme}:)", source=url) from bad
 
     async def _fetch(self, url: str) -> Document:
         with map_httpx_errors(url, self.limits):
@@ -202,7 +250,12 @@ class WebFetcher(WebBackend):
                 if declared.isdigit() and int(declared) > self.limits.max_bytes:
                     raise self._too_large(url, int(declared))
                 data = await self._read(url, response)
-        return self._document(url, data, mtype, charset)
+                final_url = str(response.url)
+        fetched_at = _now()
+        # In a thread: a large PDF takes seconds of CPU, and the loop has other pages to read meanwhile.
+        doc = await asyncio.to_thread(self._document, url, data, mtype, charset)
+        doc.final_url, doc.fetched_at = final_url, fetched_at
+        return doc
 
     async def _read(self, url: str, response: httpx.Response) -> bytes:
         chunks: list[bytes] = []
@@ -233,22 +286,18 @@ class WebFetcher(WebBackend):
             except (LookupError, UnicodeDecodeError):
                 pass
         ctype = "application/pdf" if is_pdf else mtype
-        text, title = to_text(data, ctype, url)
-        text = text.strip()
+        page = convert(data, ctype, url)
+        text = page.text.strip()
         if not text:
             raise SourceError(f"{url}: no readable text on the page", source=url)
         parts = urlsplit(url)
         fallback = (parts.netloc + parts.path).rstrip("/") or url
-        if is_pdf and not title:
-            # A PDF without a /Title usually opens with its title line; a sentence is not one.
-            first = text.splitlines()[0].strip()
-            title = first if len(first) <= 120 and not first.endswith(".") else ""
         if is_pdf:
             content_type = "application/pdf"
         else:
             content_type = "text/markdown" if mtype in HTML_TYPES else (mtype or "text/plain")
-        return Document(uri=url, title=title or title_from_markdown(text, fallback), text=text,
-                        content_type=content_type)
+        return Document(uri=url, title=page.title or title_from_markdown(text, fallback), text=text,
+                        content_type=content_type, site=page.site, author=page.author, published=page.published)
 
     async def aclose(self) -> None:
         if self._client is not None:

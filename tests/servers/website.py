@@ -3,6 +3,10 @@
 ``Site`` is an app for :func:`tests.servers.serve`; its pages can be swapped while it runs (a page that
 changed between two runs), and it counts the requests each path received. :func:`serve_at` runs one on
 another loopback address, such as 127.0.0.2: another "machine" for redirects to private addresses.
+
+A site that defines no ``/robots.txt`` answers the fetcher's request for it with a 404 and counts it in
+``robots_hits``, not in ``hits``: tests count the pages read, and a fetcher that honours robots.txt
+asks for it once per site as well.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class Site:
     def __init__(self, pages: dict[str, Reply | Handler] | None = None) -> None:
         self.pages: dict[str, Reply | Handler] = dict(pages or {})
         self.hits: Counter[str] = Counter()
+        self.robots_hits = 0
         self._lock = threading.Lock()
 
     def __setitem__(self, path: str, reply: Reply | Handler) -> None:
@@ -99,8 +104,11 @@ class Site:
     def __call__(self, request: Request) -> Reply:
         path = request.path.split("?", 1)[0]
         with self._lock:
-            self.hits[path] += 1
             reply = self.pages.get(path)
+            if reply is None and path == "/robots.txt":
+                self.robots_hits += 1
+                return Reply(404, "no robots.txt here", {"Content-Type": "text/plain"})
+            self.hits[path] += 1
         if reply is None:
             return Reply(404, "<html><body><h1>Not found</h1></body></html>", {"Content-Type": HTML})
         return reply(request) if callable(reply) else reply
