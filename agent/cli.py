@@ -382,7 +382,8 @@ def show(
             out(f"error: {summary['error']}\n")
         for step in summary["steps"]:
             how = "failed" if step["status"] == "failed" else ("replayed" if step["replayed"] else "paid")
-            out(f"  {how:<8} {step['kind']:<6} {step['name']}" + (f"  ({step['error']})" if step.get("error") else "") + "\n")
+            said = f"  ({step['error']})" if step.get("error") else ("  (cut at its token limit)" if step.get("truncated") else "")
+            out(f"  {how:<8} {step['kind']:<6} {step['name']}{said}\n")
         if summary.get("waiting"):
             out(f"waiting for approval before {summary['waiting']['stage']}; continue with: {summary['waiting']['continue']}\n")
         for effect in summary.get("effects", []):

@@ -76,6 +76,7 @@ ALTER TABLE runs ADD COLUMN holder TEXT;
 ALTER TABLE runs ADD COLUMN lease_expires REAL;
 ALTER TABLE runs ADD COLUMN report TEXT;
 ALTER TABLE runs ADD COLUMN slot REAL;
+ALTER TABLE events ADD COLUMN detail TEXT;
 CREATE INDEX IF NOT EXISTS runs_report ON runs (report, slot);
 CREATE TABLE IF NOT EXISTS waits (
     run_id TEXT NOT NULL,
@@ -117,7 +118,7 @@ LEASE_SECONDS = 15.0
 
 EVENT_FIELDS = (
     "key", "kind", "name", "provider", "model", "status", "replayed", "digest",
-    "input_tokens", "output_tokens", "cost_usd", "saved_usd", "duration_s", "error",
+    "input_tokens", "output_tokens", "cost_usd", "saved_usd", "duration_s", "error", "detail",
 )
 
 
@@ -619,6 +620,9 @@ class Journal:
                 "cost_usd": cost, "saved_usd": ev["saved_usd"], "duration_s": ev["duration_s"],
                 "paid_times": len(costs),
             }
+            if ev.get("detail"):
+                step["detail"] = json.loads(ev["detail"])
+                step["truncated"] = step["detail"].get("finish_reason") == "length"
             if ev["status"] == "failed":
                 step["error"] = ev["error"]
             steps.append(step)

@@ -80,6 +80,7 @@ async def complete(runtime: Runtime, provider: Any, request: CompletionRequest, 
             output_tokens=usage.output_tokens,
             cost_usd=cost_of(provider.name, provider.model, usage),
             usage=asdict(usage),
+            detail={"finish_reason": completion.finish_reason} if completion.finish_reason not in ("", "stop") else None,
         )
 
     result = await runtime.step(llm_spec(provider, request, name), work)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class Paid:
     output_tokens: int | None = None
     cost_usd: float | None = 0.0
     usage: dict[str, Any] = field(default_factory=dict)
+    #: What the journal should say of this step besides its cost (a model's answer cut at its limit).
+    detail: dict[str, Any] | None = None
 
 
 @dataclass
@@ -72,6 +75,7 @@ class StepResult:
     cost_usd: float | None = 0.0
     duration_s: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] | None = None
 
 
 def _from_record(record: dict[str, Any], key: str, replayed: bool, duration: float) -> StepResult:
@@ -79,6 +83,7 @@ def _from_record(record: dict[str, Any], key: str, replayed: bool, duration: flo
         value=record["value"], key=key, replayed=replayed,
         input_tokens=record.get("input_tokens"), output_tokens=record.get("output_tokens"),
         cost_usd=record.get("cost_usd"), duration_s=duration, usage=record.get("usage") or {},
+        detail=record.get("detail"),
     )
 
 
@@ -142,6 +147,7 @@ class Runtime:
             "cost_usd": 0.0 if replayed else cost,
             "saved_usd": cost if replayed else None,
             "duration_s": round(duration, 6), "error": error,
+            "detail": json.dumps(result.detail) if result is not None and result.detail else None,
         }, defer=replayed)
 
     def _notify(self, event: str, spec: StepSpec, result: StepResult | None, exc: BaseException | None) -> None:
@@ -161,6 +167,8 @@ class Runtime:
             "input_tokens": paid.input_tokens, "output_tokens": paid.output_tokens,
             "cost_usd": paid.cost_usd, "usage": paid.usage,
         }
+        if paid.detail:
+            meta["detail"] = paid.detail
         duration = time.perf_counter() - started
         meta["duration_s"] = round(duration, 6)
         record = self.store.put(spec.key, paid.value, kind=spec.kind, meta=meta)

@@ -1,6 +1,7 @@
 """Rendering prompt templates: the packaged ``prompts/`` files, overridable by ``--prompts DIR``.
 
-A template has a ``system`` and a ``user`` block, and may have an ``offline`` block naming which of
+A template has a ``system`` and a ``user`` block, may have a ``max_tokens`` block (its output limit:
+a 200-word summary needs far fewer tokens than a report), and may have an ``offline`` block naming which of
 the offline model's generic operations answers it (``extract``, ``findings``, ``answer``, ``queries``,
 ``compare``: see :mod:`agent.providers.local`). Hosted models never see that block.
 """
@@ -19,6 +20,8 @@ class Rendered:
     system: str
     user: str
     offline: str | None = None
+    #: The template's output limit (its ``max_tokens`` block), if it sets one.
+    max_tokens: int | None = None
 
 
 class Prompts:
@@ -57,6 +60,13 @@ class Prompts:
             parts = {block: "".join(template.blocks[block](context)).strip() for block in ("system", "user")}
             if "offline" in template.blocks:
                 parts["offline"] = "".join(template.blocks["offline"](context)).strip() or None
+            limit = None
+            if "max_tokens" in template.blocks:
+                raw = "".join(template.blocks["max_tokens"](context)).strip()
+                if not raw.isdigit() or not 16 <= int(raw) <= 200_000:
+                    raise UsageError(f"prompt template {name}.j2: max_tokens block {raw!r} is not a token count",
+                                     hint="write a whole number of output tokens, e.g. {% block max_tokens %}800{% endblock %}")
+                limit = int(raw)
         except jinja2.TemplateNotFound as exc:
             raise UsageError(f"no prompt template {name}.j2", hint="restore it or fix --prompts") from exc
         except KeyError as exc:
@@ -64,4 +74,4 @@ class Prompts:
                              hint="give it {% block system %} and {% block user %}") from exc
         except jinja2.TemplateError as exc:
             raise UsageError(f"prompt template {name}.j2 is broken: {exc}", hint="fix the template") from exc
-        return Rendered(parts["system"], parts["user"], parts.get("offline"))
+        return Rendered(parts["system"], parts["user"], parts.get("offline"), limit)

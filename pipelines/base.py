@@ -12,10 +12,12 @@ the run, the gate (budget, fatal stops, a lost lease) and writing the report liv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, ClassVar, Protocol
 
+from agent.answers import tidy
 from agent.config import Limits
 from agent.errors import BudgetExceeded, ResearchError, UsageError
 from agent.llm import CompletionRequest, complete
@@ -30,6 +32,9 @@ from agent.steps import Paid, Runtime, StepSpec
 from agent.templates import Prompts
 
 FORMATS = ("md", "html", "json")
+#: Output tokens for a template without a ``max_tokens`` block, and the most a cut answer is retried with.
+DEFAULT_MAX_TOKENS = 2048
+MAX_RETRY_TOKENS = 8192
 
 
 class Progress(Protocol):
@@ -176,10 +181,23 @@ class Stages:
         template's ``offline`` setting tells the offline model which of its generic operations answers.
         """
         rendered = self.prompts.render_template(template, **variables)
-        request = CompletionRequest(prompt=rendered.user, system=rendered.system, max_tokens=2048,
+        limit = rendered.max_tokens or DEFAULT_MAX_TOKENS
+        request = CompletionRequest(prompt=rendered.user, system=rendered.system, max_tokens=limit,
                                     context=context, offline=rendered.offline)
         completion, _ = await complete(self.runtime, provider, request, name=name)
-        return completion.text.strip()
+        if completion.finish_reason == "length" and limit < MAX_RETRY_TOKENS:
+            # Cut at its limit: asked once more with twice the room (its own step, so it replays too).
+            bigger = min(limit * 2, MAX_RETRY_TOKENS)
+            retried, _ = await complete(self.runtime, provider, dataclasses.replace(request, max_tokens=bigger),
+                                        name=f"{name} (again, {bigger} tokens)")
+            if retried.finish_reason == "length":
+                self.notes.append(f"The answer of {name} was cut at its {bigger}-token limit, also when asked again "
+                                  f"with twice its first {limit}; it is shown as it stopped.")
+            completion = retried
+        text, trims = tidy(completion.text)
+        if trims:
+            self.notes.append(f"The answer of {name}: {'; '.join(trims)}.")
+        return text
 
     # -- sources -------------------------------------------------------------------------------
     def trusted_hosts(self) -> set[str]:

@@ -36,7 +36,8 @@ def _md_text(text: str) -> str:
 
 
 def _uses_local(models: list[str]) -> bool:
-    return any(m.startswith("local:") for m in models)
+    """Whether the offline model wrote the report (the first model writes it); taking part is not enough."""
+    return bool(models) and models[0].startswith("local:")
 
 
 def markdown(result: "ResearchResult") -> str:

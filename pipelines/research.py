@@ -384,6 +384,10 @@ class ResearchWorkflow(Stages):
                 if bad:
                     self.notes.append(f"The synthesis cited source numbers {', '.join(map(str, bad))}, which do not "
                                       "exist; those citations were removed.")
+                if not re.search(r"^##\s+Answer\b", synthesis, flags=re.M | re.I):
+                    # The model opened with a heading of its own (or none): the report still has its Answer.
+                    synthesis = "## Answer\n\n" + re.sub(r"^#\s+.*\n+", "", synthesis, count=1)
+                    self.notes.append("The synthesis had no Answer section of its own; its text is shown under one.")
                 if not re.search(r"^#+ .*agree", synthesis, flags=re.M | re.I):
                     synthesis = synthesis.rstrip() + "\n\n" + citations.agreement(analyses)
         return ResearchResult(
