@@ -218,6 +218,7 @@ def run(
     allow_private_hosts: Annotated[bool, typer.Option("--allow-private-hosts", help="Let the built-in fetcher follow redirects (and unnamed hosts) to private and loopback addresses.")] = False,
     approve: Annotated[List[str], typer.Option("--approve", help="Stop before this stage (analyze, report) until 'research approve RUN_ID' (repeatable).")] = [],
     approve_timeout: Annotated[Optional[str], typer.Option("--approve-timeout", help="A wait for approval expires after this long (3d, 12h).")] = None,
+    ignore_robots: Annotated[bool, typer.Option("--ignore-robots", help="Read pages even where a site's robots.txt disallows it.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Read again pages that failed lastingly (404, unknown host) on an earlier run.")] = False,
     cache_dir: CacheDir = None,
     wait: Wait = False,
@@ -243,17 +244,21 @@ def run(
             except ValueError:
                 raise UsageError(f"--approve-timeout {approve_timeout!r} is not a duration", hint="use a number and a unit: 12h, 3d") from None
         urls = list(url)
+        rejected: list[list[str]] = []
         if urls_file is not None:
-            from agent.sources.urls import read_urls_file
+            from agent.sources.urls import read_urls_file_checked
 
-            urls += read_urls_file(urls_file)
+            listed, bad = read_urls_file_checked(urls_file)
+            urls += listed
+            rejected = [[f"{urls_file} {reason.split(':', 1)[0]}", f"{line}: {reason.split(': ', 1)[-1]}"]
+                        for line, reason in bad]
         inputs = ResearchInputs(question=question, files=list(file), urls=urls, search=search, depth=depth,
-                                breadth=breadth, models=list(model) or ["local:extractive"])
+                                breadth=breadth, models=list(model) or ["local:extractive"], rejected=rejected)
         options = ResearchOptions(cache_dir=cache_dir, out_dir=out or env("RESEARCH_REPORT_DIR") or "reports", formats=list(fmt), prompts_dir=prompts,
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
                                   run_id=run_id, allow_private_hosts=allow_private_hosts,
                                   approve=[a.strip().lower() for a in approve], approve_timeout=timeout_s,
-                                  retry_failed=retry_failed)
+                                  retry_failed=retry_failed, ignore_robots=ignore_robots)
         _run("research", inputs, options, as_json=as_json, quiet=quiet, wait=wait)
 
 

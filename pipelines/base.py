@@ -74,6 +74,7 @@ class RunOptions:
     approve: list[str] = field(default_factory=list)
     approve_timeout: float | None = None
     retry_failed: bool = False
+    ignore_robots: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -210,7 +211,8 @@ class Stages:
         if self.web is None:
             # Search results, planner-chosen pages and redirects to other hosts are not trusted.
             self.web = web_backend(self.limits, max_age=self.options.max_age, trusted_hosts=self.trusted_hosts(),
-                                   allow_private=self.options.allow_private_hosts)
+                                   allow_private=self.options.allow_private_hosts,
+                                   ignore_robots=self.options.ignore_robots)
         return self.web
 
     async def fetch(self, ref: str) -> Document:

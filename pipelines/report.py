@@ -35,6 +35,25 @@ def _md_text(text: str) -> str:
     return _safe(text).replace("[", "(").replace("]", ")")
 
 
+def _provenance(source: Any) -> str:
+    """Where a source's text really came from and what it says of itself; the day it was read (the
+    time is in the JSON report, so a resumed run's Markdown equals an uninterrupted one's)."""
+    said = []
+    final = getattr(source, "final_url", "")
+    if final and final.rstrip("/") != source.uri.rstrip("/"):
+        said.append(f"read at <{final}>")
+    site = getattr(source, "site", "")
+    if site and site.lower() not in (source.uri.lower() + " " + final.lower()):  # a host name says nothing new
+        said.append(f"on {_safe(site)}")
+    if getattr(source, "author", ""):
+        said.append(f"by {_safe(source.author)}")
+    if getattr(source, "published", ""):
+        said.append(f"published {_safe(source.published)}")
+    if getattr(source, "fetched_at", ""):
+        said.append(f"fetched {source.fetched_at[:10]}")
+    return f" ({', '.join(said)})" if said else ""
+
+
 def _uses_local(models: list[str]) -> bool:
     """Whether the offline model wrote the report (the first model writes it); taking part is not enough."""
     return bool(models) and models[0].startswith("local:")
@@ -69,9 +88,10 @@ def markdown(result: "ResearchResult") -> str:
     lines += ["## References", ""]
     for source in result.sources:
         if source.uri.startswith(("http://", "https://")):
-            lines.append(f"{source.id}. [{_md_text(source.title or source.uri)}]({source.uri}): <{source.uri}>")
+            line = f"{source.id}. [{_md_text(source.title or source.uri)}]({source.uri}): <{source.uri}>"
         else:
-            lines.append(f"{source.id}. {_safe(source.title)}: {_safe(source.uri)}")
+            line = f"{source.id}. {_safe(source.title)}: {_safe(source.uri)}"
+        lines.append(line + _provenance(source))
     lines.append("")
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import citations
-from agent.errors import ResearchError, UsageError
+from agent.errors import ResearchError, SourceError, UsageError
 from agent.keys import content_hash
 from agent.pricing import price_of
 from agent.providers import DEFAULT_MODEL, parse_model_id
@@ -50,9 +50,14 @@ class ResearchInputs:
     search: int = 0
     depth: int = 0
     breadth: int = 2
+    #: Lines of a URL list that could not be used, as ``[where, why]``: failed sources, not errors.
+    rejected: list[list[str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not data["rejected"]:
+            del data["rejected"]  # runs made before this field existed keep their fingerprint
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ResearchInputs":
@@ -67,6 +72,12 @@ class Source:
     text: str
     content_type: str = "text/markdown"
     summary: str | None = None
+    #: Provenance, where the document gave it (see :class:`agent.sources.Document`).
+    site: str = ""
+    final_url: str = ""
+    fetched_at: str = ""
+    author: str = ""
+    published: str = ""
 
     @property
     def digest(self) -> str:
@@ -147,7 +158,8 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
     paths = list(inputs.files) + local
     files = [str(p) for p in file_sources.expand(paths)] if paths else []
     return ResearchInputs(question=question, files=files, urls=web, models=models,
-                          search=search, depth=depth, breadth=breadth)
+                          search=search, depth=depth, breadth=breadth,
+                          rejected=[list(r) for r in inputs.rejected])
 
 
 def parse_queries(text: str, limit: int) -> list[str]:
@@ -185,6 +197,8 @@ class ResearchWorkflow(Stages):
         """Every source to read: files, URLs, then search results not already among them."""
         refs = list(self.inputs.files)
         urls = list(self.inputs.urls)
+        for where, why in self.inputs.rejected:
+            self.fail("gather", where, SourceError(why))
         if not self.inputs.search:
             self.progress.stage("gather", 1)
             self.progress.advance("gather", "done")
@@ -266,7 +280,8 @@ class ResearchWorkflow(Stages):
                 self.notes.append(f"{ref} has the same content as [{self._digests[digest]}]; it is counted once.")
                 continue
             source = Source(id=len(sources) + 1, uri=doc.uri, title=doc.title, text=doc.text,
-                            content_type=doc.content_type)
+                            content_type=doc.content_type, site=doc.site, final_url=doc.final_url,
+                            fetched_at=doc.fetched_at, author=doc.author, published=doc.published)
             self._digests[digest] = source.id
             sources.append(source)
             new.append(source)

@@ -81,7 +81,7 @@ def test_urls_file_is_read_and_duplicate_urls_are_fetched_once(tmp_path):
     report = Path(out["report_path"]).read_text()
     # --url sources come first, then the list's, each under its first spelling
     assert "[1] Running costs" in report and "[2] Heat pumps in the cold" in report and "[3]" not in report
-    assert f"1. [Running costs]({server.url}/costs): <{server.url}/costs>\n" in report
+    assert f"1. [Running costs]({server.url}/costs): <{server.url}/costs> (fetched 20" in report
 
 
 def test_identical_content_at_two_urls_is_one_source():
@@ -251,3 +251,25 @@ def test_lasting_failures_are_remembered_and_transient_ones_are_not(tmp_path, mo
         assert "HTTP 404 not found (failed earlier at " in report and "not retried" in report
         run(*urls, "--run-id", "f3", "--retry-failed", code=3)
         assert site.hits["/gone"] == 2
+
+
+def test_bad_lines_of_a_url_list_fail_alone_and_robots_txt_is_honoured(tmp_path):
+    site = website()
+    site["/robots.txt"] = Reply(200, "User-agent: *\nDisallow: /costs\n", {"Content-Type": "text/plain"})
+    site["/old"] = Reply(301, "", {"Location": "/article"})
+    with serve(site) as server:
+        listing = tmp_path / "urls.txt"
+        listing.write_text(f"{server.url}/old\njavascript:alert(1)\nfile:///etc/passwd\n{server.url}/costs\n")
+        out = run("--urls-file", listing, "--run-id", "bad1", code=3)
+        assert site.hits["/costs"] == 0  # robots.txt said no, so it was not asked for
+        report = Path(out["report_path"]).read_text()
+        failed = report.split("## What failed or was left out", 1)[1]
+        assert "line 2" in failed and "javascript:" in failed
+        assert "line 3" in failed and "--file" in failed
+        assert "robots.txt of 127.0.0.1" in failed and "--ignore-robots" in failed
+        # Provenance: the page that redirected is cited where it was asked for, and says where it was read.
+        assert f"<{server.url}/old> (read at <{server.url}/article>" in report
+        assert "/etc/passwd" not in report.split("## What failed", 1)[0]
+        again = run("--urls-file", listing, "--ignore-robots", "--run-id", "bad2", code=3)
+        assert site.hits["/costs"] == 1
+        assert "robots.txt" not in Path(again["report_path"]).read_text()

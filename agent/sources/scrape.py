@@ -40,7 +40,7 @@ def search_spec(backend: WebBackend, query: str, limit: int, *, max_age: float |
 #: How long a lasting failure is remembered when the run sets no ``max_age``.
 REMEMBER_FAILURE_S = 3600.0
 _LASTING = ("could not be resolved", "no readable text", "unsupported content type", "the page is empty",
-            "not a PDF", "is not text", "robots.txt")
+            "not a PDF", "is not text")  # robots.txt refusals are not remembered: --ignore-robots must work at once
 
 
 def lasting(exc: BaseException) -> bool:
