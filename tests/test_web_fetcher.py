@@ -241,3 +241,13 @@ def test_requests_in_flight_per_host_are_limited():
         docs = asyncio.run(go())
     assert len(docs) == 6 and all("heat pumps work" in d.text for d in docs)
     assert state["peak"] == 2
+
+
+def test_a_page_that_hangs_is_tried_twice_at_most_and_the_message_counts_it():
+    hung = Reply(200, "late", delay=3.0)
+    with serve(Site({"/slow": hung})) as server:
+        err = failure(server.url + "/slow", timeout_s=0.3, max_retries=4)
+        asked = len(server.requests)
+    assert asked == 2  # not the five attempts max_retries would allow
+    assert "no complete answer in 2 attempts of 0.3s each" in err.message and "s in all)" in err.message
+    assert not err.retryable

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, AsyncContextManager, Awaitable, Callable, ClassVar, Iterable, TypeVar
@@ -127,12 +128,28 @@ class WebBackend(ABC):
                 max_retries=self.limits.max_retries, retry_cap_s=self.limits.retry_cap_s,
             ))
 
+        started = time.monotonic()
+        tries = {"all": 0, "timeouts": 0}
+
         async def bounded() -> T:
+            # A page that hung once is tried once more, never more: a dead host must not hold up the run
+            # for five timeouts. Refusals, DNS and TLS failures are not retried at all (not retryable).
+            tries["all"] += 1
             try:
                 return await asyncio.wait_for(attempt(), timeout=self.limits.timeout_s)
             except asyncio.TimeoutError:
-                raise SourceError(f"{what}: no complete answer within {self.limits.timeout_s:g}s",
-                                  source=what, retryable=True) from None
+                failure = SourceError(f"{what}: no complete answer within {self.limits.timeout_s:g}s",
+                                      source=what, retryable=True)
+            except SourceError as exc:
+                if "timed out" not in exc.message:
+                    raise
+                failure = exc
+            tries["timeouts"] += 1
+            if tries["timeouts"] >= 2:
+                raise SourceError(
+                    f"{what}: no complete answer in {tries['all']} attempts of {self.limits.timeout_s:g}s each "
+                    f"({time.monotonic() - started:.0f}s in all)", source=what) from failure
+            raise failure
 
         return await self._policy.run(bounded, provider=self.name)
 
