@@ -115,9 +115,18 @@ def _money(value: float | None) -> str:
 
 
 def _totals_line(totals: dict[str, Any]) -> str:
-    cost = _money(totals["cost_usd"]) + ("" if totals.get("cost_complete", True) else " + unpriced calls")
-    return (f"{totals['calls']} steps: {totals['paid']} paid, {totals['replayed']} replayed, {totals['failed']} failed;"
-            f" cost {cost}, saved {_money(totals['saved_usd'])}")
+    cost = _money(totals["cost_usd"]) + ("" if totals.get("cost_complete", True) or totals["cost_usd"] is None
+                                         else " + unpriced calls")
+    saved = _money(totals["saved_usd"]) + ("" if totals.get("saved_complete", True) or totals["saved_usd"] is None
+                                           else " + unpriced calls")
+    line = (f"{totals['calls']} steps: {totals['paid']} paid, {totals['replayed']} replayed, {totals['failed']} failed;"
+            f" cost {cost}, saved {saved}")
+    this = totals.get("this_attempt")
+    if this and this["attempt"] > 1:
+        # What this attempt did, apart from the run's lifetime: a rerun that paid nothing says so.
+        line = (f"attempt {this['attempt']}: {this['paid']} paid, {this['replayed']} replayed, {this['failed']} failed;"
+                f" whole run: {line}")
+    return line
 
 
 def _progress(quiet: bool, as_json: bool):
@@ -348,7 +357,8 @@ def runs(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = Fa
             for run_ in workspace.journal.list_runs():
                 summary = workspace.summary(run_["run_id"])
                 rows.append({"run_id": run_["run_id"], "status": summary["status"], "started_at": summary["started_at"],
-                             "question": run_["question"], "cost_usd": summary["totals"]["cost_usd"]})
+                             "question": run_["question"], "cost_usd": summary["totals"]["cost_usd"],
+                             "cost_complete": summary["totals"]["cost_complete"]})
         finally:
             workspace.close()
         if as_json:
@@ -357,7 +367,8 @@ def runs(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = Fa
         if not rows:
             sys.stdout.write("no runs yet\n")
         for row in rows:
-            sys.stdout.write(f"{row['run_id']}  {row['status']:<11} {row['started_at']}  {_money(row['cost_usd']):>9}  {row['question']}\n")
+            money = _money(row["cost_usd"]) + ("+?" if not row["cost_complete"] and row["cost_usd"] is not None else "")
+            sys.stdout.write(f"{row['run_id']}  {row['status']:<11} {row['started_at']}  {money:>9}  {row['question']}\n")
 
 
 @app.command()

@@ -647,16 +647,22 @@ class Journal:
 
 def totals(steps: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts and money over a run's steps."""
-    cost = sum(s["cost_usd"] or 0.0 for s in steps if s["status"] == "completed" and not s["replayed"])
-    saved = sum(s["saved_usd"] or 0.0 for s in steps if s["replayed"])
-    unknown = any(s["cost_usd"] is None for s in steps if s["status"] == "completed" and not s["replayed"])
+    paid = [s for s in steps if s["status"] == "completed" and not s["replayed"]]
+    replayed = [s for s in steps if s["replayed"]]
+    cost = sum(s["cost_usd"] or 0.0 for s in paid)
+    saved = sum(s["saved_usd"] or 0.0 for s in replayed)
+    unknown = any(s["cost_usd"] is None for s in paid)
+    saved_unknown = any(s["saved_usd"] is None for s in replayed)
     return {
         "calls": len(steps),
         # every payment, in every attempt: a step paid twice counts twice
         "paid": sum(s.get("paid_times", 1) for s in steps if s["status"] == "completed" and not s["replayed"]),
         "replayed": sum(1 for s in steps if s["replayed"]),
         "failed": sum(1 for s in steps if s["status"] == "failed"),
-        "cost_usd": round(cost, 6),
-        "saved_usd": round(saved, 6),
+        # An unpriced model's calls make a sum unknown: None when nothing of it is known, else the known
+        # part, with ``cost_complete``/``saved_complete`` false so nobody reads it as the whole.
+        "cost_usd": None if unknown and not cost else round(cost, 6),
+        "saved_usd": None if saved_unknown and not saved else round(saved, 6),
         "cost_complete": not unknown,
+        "saved_complete": not saved_unknown,
     }

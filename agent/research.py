@@ -38,11 +38,13 @@ class ResearchReport:
     totals: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def cost_usd(self) -> float:
+    def cost_usd(self) -> float | None:
+        """What the run paid; None when its models have no known price (tokens are still counted)."""
         return self.totals.get("cost_usd", 0.0)
 
     @property
-    def saved_usd(self) -> float:
+    def saved_usd(self) -> float | None:
+        """What its replayed steps cost when first paid; None when that is unknown."""
         return self.totals.get("saved_usd", 0.0)
 
     def _repr_markdown_(self) -> str:

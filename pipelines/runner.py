@@ -174,7 +174,7 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
                     raise
                 await asyncio.sleep(1.0)  # the holder finishes, or its lease runs out
         # What earlier attempts of this run spent (a holder we waited for included) counts against its budget.
-        prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"]
+        prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"] or 0.0
         lease = workspace.leases[run_id]
         if report is not None and slot is not None and options.latest:
             # latest.* is the newest slot's report: an older slot run again must not take its place.

@@ -148,7 +148,10 @@ class SlotRun:
     def line(self) -> str:
         """One line for logs: which slot, how it went, what it cost."""
         t = self.totals
-        money = f"cost ${t.get('cost_usd', 0):.4f}, saved ${t.get('saved_usd', 0):.4f}" if t else ""
+        def usd(value: float | None) -> str:
+            return "unknown" if value is None else f"${value:.4f}"
+
+        money = f"cost {usd(t.get('cost_usd'))}, saved {usd(t.get('saved_usd'))}" if t else ""
         steps = f"{t['paid']} paid, {t['replayed']} replayed, {t['failed']} failed; " if t else ""
         this = t.get("this_attempt")
         if this and this["attempt"] > 1:

@@ -71,4 +71,24 @@ def test_unknown_model_counts_tokens_and_costs_none(tmp_path, monkeypatch):
     (step,) = steps
     assert step["input_tokens"] > 0 and step["cost_usd"] is None
     assert totals(steps)["cost_complete"] is False
-    assert summary["totals"]["cost_usd"] == 0.0 and summary["totals"]["cost_complete"] is False
+    assert summary["totals"]["cost_usd"] is None and summary["totals"]["cost_complete"] is False
+
+
+def test_an_unpriced_model_shows_its_cost_as_unknown_everywhere(tmp_path, monkeypatch):
+    from agent import Research
+    from tests.helpers import CORPUS, QUESTION, cli
+
+    with serve(OpenAIAPI()) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        first = cli("run", QUESTION, "--file", CORPUS, "--model", "openai-compatible:house-model", "--run-id", "u1")
+        assert first.exit_code == 0, first.stderr
+        assert "cost unknown" in first.stdout and "$0.0000" not in first.stdout.split("cost ", 1)[1].split(",")[0]
+        listed = cli("runs")
+        assert "unknown" in listed.stdout and "$0.0000" not in listed.stdout
+        (row,) = json.loads(cli("runs", "--json").stdout)
+        assert row["cost_usd"] is None and row["cost_complete"] is False
+        report = Research(models=["openai-compatible:house-model"]).run(QUESTION, files=[CORPUS])
+        assert report.cost_usd == 0.0 or report.cost_usd is None  # a new run: every step replays
+        assert report.saved_usd is None  # what the replayed calls cost is not known either
+        again = cli("run", QUESTION, "--file", CORPUS, "--model", "openai-compatible:house-model")
+        assert "saved unknown" in again.stdout
