@@ -41,12 +41,12 @@ from agent.cli_report import report_app  # noqa: E402  (imports nothing heavy: c
 
 app.add_typer(report_app, name="report")
 
-CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
+CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", metavar="DIR", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 Wait = Annotated[bool, typer.Option("--wait", help="If another process is running this run, wait for it instead of refusing.")]
-ConfigFile = Annotated[Optional[str], typer.Option("--config", help="For a scheduled report's run: the reports file holding its webhook [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
+ConfigFile = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="For a scheduled report's run: the reports file holding its webhook [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
 
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
@@ -208,25 +208,25 @@ def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool
 
 @app.command()
 def run(
-    question: Annotated[str, typer.Argument(help="The research question.")],
-    file: Annotated[List[str], typer.Option("--file", "-f", help="A file or directory of sources (repeatable).")] = [],
-    url: Annotated[List[str], typer.Option("--url", "-u", help="A web page (http, https) or file:// URL to read (repeatable).")] = [],
-    urls_file: Annotated[Optional[str], typer.Option("--urls-file", help="A file of URLs, one a line (blank lines and # comments skipped).")] = None,
-    search: Annotated[int, typer.Option("--search", min=0, help="Search the web for the question and read the top N results (needs Firecrawl).")] = 0,
-    depth: Annotated[int, typer.Option("--depth", min=0, help="Rounds of follow-up research: a model proposes queries from what was learned (needs search).")] = 0,
-    breadth: Annotated[int, typer.Option("--breadth", min=1, help="Follow-up queries per --depth round.")] = 2,
-    model: Annotated[List[str], typer.Option("--model", "-m", help="PROVIDER:MODEL (repeatable); the first summarizes and writes the report. [default: local:extractive]")] = [],
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name the run; reusing the id of an unfinished run resumes it.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Directory for reports. [default: $RESEARCH_REPORT_DIR or ./reports]", show_default=False)] = None,
-    fmt: Annotated[List[str], typer.Option("--format", help="Report formats: md, html, json (comma-separated or repeated).")] = ["md"],
-    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Directory of prompt templates overriding the packaged ones.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Model calls in flight per provider. [default: 4]")] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", min=0.1, help="Seconds per model call attempt. [default: 120]")] = None,
-    max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="Stop before a paid call would take the run past this many USD.")] = None,
-    max_age: Annotated[Optional[str], typer.Option("--max-age", help="Re-read sources older than this (30m, 12h, 7d).")] = None,
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="The research question.")],
+    file: Annotated[List[str], typer.Option("--file", "-f", metavar="PATH", help="A file or directory of sources (repeatable).")] = [],
+    url: Annotated[List[str], typer.Option("--url", "-u", metavar="URL", help="A web page (http, https) or file:// URL to read (repeatable).")] = [],
+    urls_file: Annotated[Optional[str], typer.Option("--urls-file", metavar="FILE", help="A file of URLs, one a line (blank lines and # comments skipped).")] = None,
+    search: Annotated[int, typer.Option("--search", metavar="N", min=0, help="Search the web for the question and read the top N results (needs Firecrawl).")] = 0,
+    depth: Annotated[int, typer.Option("--depth", metavar="D", min=0, help="Rounds of follow-up research: a model proposes queries from what was learned (needs search).")] = 0,
+    breadth: Annotated[int, typer.Option("--breadth", metavar="B", min=1, help="Follow-up queries per --depth round.")] = 2,
+    model: Annotated[List[str], typer.Option("--model", "-m", metavar="PROVIDER:MODEL", help="PROVIDER:MODEL (repeatable); the first summarizes and writes the report. [default: local:extractive]")] = [],
+    run_id: Annotated[Optional[str], typer.Option("--run-id", metavar="ID", help="Name the run; reusing the id of an unfinished run resumes it.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Directory for reports. [default: $RESEARCH_REPORT_DIR or ./reports]", show_default=False)] = None,
+    fmt: Annotated[List[str], typer.Option("--format", metavar="FORMATS", help="Report formats: md, html, json (comma-separated or repeated).")] = ["md"],
+    prompts: Annotated[Optional[str], typer.Option("--prompts", metavar="DIR", help="Directory of prompt templates overriding the packaged ones.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", metavar="N", min=1, help="Model calls in flight per provider. [default: 4]")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", metavar="SECONDS", min=0.1, help="Seconds per model call attempt. [default: 120]")] = None,
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", metavar="USD", min=0.0, help="Stop before a paid call would take the run past this many USD.")] = None,
+    max_age: Annotated[Optional[str], typer.Option("--max-age", metavar="AGE", help="Re-read sources older than this (30m, 12h, 7d).")] = None,
     allow_private_hosts: Annotated[bool, typer.Option("--allow-private-hosts", help="Let the built-in fetcher follow redirects (and unnamed hosts) to private and loopback addresses.")] = False,
-    approve: Annotated[List[str], typer.Option("--approve", help="Stop before this stage (analyze, report) until 'research approve RUN_ID' (repeatable).")] = [],
-    approve_timeout: Annotated[Optional[str], typer.Option("--approve-timeout", help="A wait for approval expires after this long (3d, 12h).")] = None,
+    approve: Annotated[List[str], typer.Option("--approve", metavar="STAGE", help="Stop before this stage (analyze, report) until 'research approve RUN_ID' (repeatable).")] = [],
+    approve_timeout: Annotated[Optional[str], typer.Option("--approve-timeout", metavar="AGE", help="A wait for approval expires after this long (3d, 12h).")] = None,
     ignore_robots: Annotated[bool, typer.Option("--ignore-robots", help="Read pages even where a site's robots.txt disallows it.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Read again pages that failed lastingly (404, unknown host) on an earlier run.")] = False,
     cache_dir: CacheDir = None,
@@ -273,10 +273,10 @@ def run(
 
 @app.command()
 def resume(
-    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
-    max_cost: Annotated[Optional[float], typer.Option("--max-cost", min=0.0, help="A new budget in USD for the whole run.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Write the report to this directory instead of the run's own.")] = None,
-    fmt: Annotated[List[str], typer.Option("--format", help="Report formats instead of the run's own: md, html, json.")] = [],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to continue.")],
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", metavar="USD", min=0.0, help="A new budget in USD for the whole run.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write the report to this directory instead of the run's own.")] = None,
+    fmt: Annotated[List[str], typer.Option("--format", metavar="FORMATS", help="Report formats instead of the run's own: md, html, json.")] = [],
     config: ConfigFile = None,
     cache_dir: CacheDir = None,
     wait: Wait = False,
@@ -317,8 +317,8 @@ def _decide(run_id: str, decision: str, note: str | None, cache_dir: str | None)
 
 @app.command()
 def approve(
-    run_id: Annotated[str, typer.Argument(help="The waiting run to continue.")],
-    note: Annotated[Optional[str], typer.Option("--note", help="A note for the next stage's prompt.")] = None,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The waiting run to continue.")],
+    note: Annotated[Optional[str], typer.Option("--note", metavar="TEXT", help="A note for the next stage's prompt.")] = None,
     config: ConfigFile = None,
     cache_dir: CacheDir = None,
     as_json: JsonOut = False,
@@ -333,8 +333,8 @@ def approve(
 
 @app.command()
 def reject(
-    run_id: Annotated[str, typer.Argument(help="The waiting run to end.")],
-    note: Annotated[Optional[str], typer.Option("--note", help="Why, for the journal.")] = None,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The waiting run to end.")],
+    note: Annotated[Optional[str], typer.Option("--note", metavar="TEXT", help="Why, for the journal.")] = None,
     cache_dir: CacheDir = None,
     debug: Debug = False,
 ) -> None:
@@ -373,7 +373,7 @@ def runs(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = Fa
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="The run to show.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to show.")],
     cache_dir: CacheDir = None,
     as_json: JsonOut = False,
     debug: Debug = False,
@@ -428,7 +428,7 @@ def cache_stats(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Deb
 
 @cache_app.command("clear")
 def cache_clear(
-    kind: Annotated[Optional[str], typer.Option("--kind", help="Only this kind of step: llm, scrape, search, fn, or failure (remembered failed page reads).")] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, or failure (remembered failed page reads).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     cache_dir: CacheDir = None,
     debug: Debug = False,

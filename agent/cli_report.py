@@ -25,12 +25,12 @@ from typing_extensions import Annotated
 
 report_app = typer.Typer(help="Scheduled reports defined in research.toml.", no_args_is_help=True)
 
-Config = Annotated[Optional[str], typer.Option("--config", help="The reports file [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
-CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
+Config = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="The reports file [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
+CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", metavar="DIR", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-Now = Annotated[Optional[str], typer.Option("--now", help="Act as if it were this time (ISO date-time); for trying a schedule.")]
+Now = Annotated[Optional[str], typer.Option("--now", metavar="DATETIME", help="Act as if it were this time (ISO date-time); for trying a schedule.")]
 
 EXIT_FAILED = 1
 EXIT_PARTIAL = 3
@@ -152,8 +152,8 @@ def _finish(outcome: Any, as_json: bool) -> None:
 
 @report_app.command("run")
 def report_run(
-    name: Annotated[str, typer.Argument(help="The report's name in research.toml.")],
-    at: Annotated[Optional[str], typer.Option("--at", help="Run the slot at or before this time (2026-11-23, 2026-11-23T06:00, ...Z) [default: now].")] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The report's name in research.toml.")],
+    at: Annotated[Optional[str], typer.Option("--at", metavar="DATETIME", help="Run the slot at or before this time (2026-11-23, 2026-11-23T06:00, ...Z) [default: now].")] = None,
     config: Config = None,
     cache_dir: CacheDir = None,
     as_json: JsonOut = False,
@@ -260,7 +260,7 @@ def report_serve(
 
 @report_app.command("cron")
 def report_cron(
-    every: Annotated[int, typer.Option("--every", min=1, max=59, help="Minutes between checks for due reports.")] = 5,
+    every: Annotated[int, typer.Option("--every", metavar="MINUTES", min=1, max=59, help="Minutes between checks for due reports.")] = 5,
     config: Config = None,
     debug: Debug = False,
 ) -> None:
