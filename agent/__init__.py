@@ -1,6 +1,9 @@
 """durable-research: AI research pipelines whose costly steps are never paid for twice.
 
-The public surface is re-exported here; everything else is internal and may change.
+The public surface, for notebooks and scripts, is re-exported here: :class:`Research` (and the
+:class:`ResearchReport` it returns), :func:`durable` for your own costly functions, and the errors
+they raise. Everything else is internal and may change; authors of pipelines and providers use the
+modules they extend (:mod:`pipelines.base`, :mod:`agent.providers.base`, :mod:`agent.llm`).
 """
 
 from agent.durable import durable
@@ -10,49 +13,33 @@ from agent.errors import (
     MissingKeyError,
     ProviderError,
     ResearchError,
+    RunRejected,
     RunStopped,
+    RunWaiting,
     SourceAuthError,
     SourceError,
     StoreError,
     UsageError,
 )
-from agent.journal import Journal
-from agent.keys import canonical_json, step_key
-from agent.llm import Completion, CompletionRequest, Usage
-from agent.providers import Provider, get_provider, parse_model_id
 from agent.research import Research, ResearchReport
-from agent.steps import Paid, Runtime, StepResult, StepSpec
-from agent.store import Store
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AuthError",
     "BudgetExceeded",
-    "Completion",
-    "CompletionRequest",
-    "Journal",
     "MissingKeyError",
-    "Paid",
-    "Provider",
     "ProviderError",
     "Research",
     "ResearchError",
     "ResearchReport",
+    "RunRejected",
     "RunStopped",
-    "Runtime",
+    "RunWaiting",
     "SourceAuthError",
     "SourceError",
-    "StepResult",
-    "StepSpec",
-    "Store",
     "StoreError",
-    "Usage",
     "UsageError",
     "__version__",
-    "canonical_json",
     "durable",
-    "get_provider",
-    "parse_model_id",
-    "step_key",
 ]

@@ -17,3 +17,12 @@ def test_error_tree():
     assert issubclass(agent.AuthError, agent.ProviderError)
     err = agent.MissingKeyError("openai", "OPENAI_API_KEY")
     assert err.exit_code == 2 and "OPENAI_API_KEY" in err.one_line() and "\n" not in err.one_line()
+
+
+def test_the_surface_is_what_a_notebook_user_needs():
+    """Pinned, as httpx pins its own: adding or removing a public name is a decision, not an accident."""
+    assert agent.__all__ == [
+        "AuthError", "BudgetExceeded", "MissingKeyError", "ProviderError", "Research", "ResearchError",
+        "ResearchReport", "RunRejected", "RunStopped", "RunWaiting", "SourceAuthError", "SourceError", "StoreError",
+        "UsageError", "__version__", "durable",
+    ]
