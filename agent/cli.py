@@ -41,10 +41,7 @@ from agent.cli_report import report_app  # noqa: E402  (imports nothing heavy: c
 
 app.add_typer(report_app, name="report")
 
-CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", metavar="DIR", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+from agent.cli_options import CacheDir, Debug, JsonOut, Quiet  # noqa: E402
 Wait = Annotated[bool, typer.Option("--wait", help="If another process is running this run, wait for it instead of refusing.")]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="For a scheduled report's run: the reports file holding its webhook [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
 

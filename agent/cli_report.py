@@ -26,10 +26,7 @@ from typing_extensions import Annotated
 report_app = typer.Typer(help="Scheduled reports defined in research.toml.", no_args_is_help=True)
 
 Config = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="The reports file [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
-CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", metavar="DIR", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+from agent.cli_options import CacheDir, Debug, JsonOut, Quiet  # noqa: E402
 Now = Annotated[Optional[str], typer.Option("--now", metavar="DATETIME", help="Act as if it were this time (ISO date-time); for trying a schedule.")]
 
 EXIT_FAILED = 1
