@@ -20,6 +20,10 @@ class CompletionRequest:
     models ignore it, the offline extractive model works from it. ``offline`` names the offline
     model's operation for this request (from the template); it is part of the key only for providers
     that read it, so hosted models' keys do not depend on it.
+
+    ``schema`` asks for a JSON object answer of that JSON Schema, through each vendor's structured
+    output (the offline model ignores it: its operations answer their own formats). A request without
+    one has the same key as before the field existed.
     """
 
     prompt: str
@@ -28,12 +32,37 @@ class CompletionRequest:
     temperature: float | None = 0.0
     context: dict[str, Any] | None = None
     offline: str | None = None
+    schema: dict[str, Any] | None = None
 
     def for_key(self, *, offline: bool = False) -> dict[str, Any]:
         data = asdict(self)
         if not offline:
             data.pop("offline")
+        if data["schema"] is None:  # absent, not null: keys of requests without one never move
+            data.pop("schema")
         return data
+
+
+#: The finish reasons a :class:`Completion` says, whoever made it: ``stop`` (the model finished),
+#: ``length`` (cut at the output limit or the context window) and ``filter`` (stopped by the vendor's
+#: safety or recitation filter). Any other reason is kept as the vendor spelt it, in lower case.
+FINISH_REASONS = ("stop", "length", "filter")
+
+# Every vendor's spelling of the three, in lower case: OpenAI's finish_reason, Anthropic's stop_reason,
+# Gemini's FinishReason. No spelling means one thing to one vendor and another to the next.
+_FINISH_SPELLINGS = {
+    "stop": "stop", "end_turn": "stop", "stop_sequence": "stop",
+    "length": "length", "max_tokens": "length", "model_context_window_exceeded": "length",
+    "content_filter": "filter", "refusal": "filter", "safety": "filter", "recitation": "filter",
+    "blocklist": "filter", "prohibited_content": "filter", "spii": "filter", "image_safety": "filter",
+    "image_prohibited_content": "filter", "image_recitation": "filter", "model_armor": "filter",
+}
+
+
+def normalize_finish_reason(raw: Any) -> str:
+    """A vendor's stop reason as one of :data:`FINISH_REASONS`, else as the vendor gave it (lower case)."""
+    reason = str(getattr(raw, "value", raw) or "").strip().lower()
+    return _FINISH_SPELLINGS.get(reason, reason)
 
 
 @dataclass
@@ -46,19 +75,29 @@ class Usage:
 
 @dataclass
 class Completion:
+    """A model's answer. ``finish_reason`` is one of :data:`FINISH_REASONS` or the vendor's own word;
+    ``notes`` say what the adapter had to do differently from what was asked (a server that refused
+    structured output, so the request went again without it), for the report to pass on."""
+
     text: str
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     finish_reason: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "usage": asdict(self.usage), "model": self.model,
+        data = {"text": self.text, "usage": asdict(self.usage), "model": self.model,
                 "finish_reason": self.finish_reason}
+        if self.notes:  # only when there are some: stored records keep their shape
+            data["notes"] = list(self.notes)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Completion":
+        # Records stored before reasons were normalized say the vendor's word ("end_turn", "max_tokens").
         return cls(text=data["text"], usage=Usage(**data.get("usage") or {}), model=data.get("model", ""),
-                   finish_reason=data.get("finish_reason", ""))
+                   finish_reason=normalize_finish_reason(data.get("finish_reason", "")),
+                   notes=list(data.get("notes") or []))
 
 
 def llm_spec(provider: Any, request: CompletionRequest, name: str) -> StepSpec:

@@ -3,19 +3,22 @@
 Configuration is the SDK's own: ``ANTHROPIC_API_KEY`` (required) and ``ANTHROPIC_BASE_URL`` (default
 ``https://api.anthropic.com``), read here, through ``.env`` too, and handed to the client explicitly.
 The SDK's retries are off; :mod:`agent.providers.policy` owns them. SDK errors are mapped in
-:func:`_map_error`, and only there.
+:func:`_map_error`, and only there. The SDK is imported by the first call that is really paid.
+
+A request with a ``schema`` gets Anthropic's way to a JSON answer: one tool whose ``input_schema`` is
+the schema, forced with ``tool_choice={"type": "tool", ...}``; the tool call's input, as JSON, is the
+answer's text. A model that answers in prose anyway has its prose kept, and a note says so.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
-from typing import Any
-
-import anthropic
+from typing import TYPE_CHECKING, Any
 
 from agent.config import env
 from agent.errors import ProviderError
-from agent.llm import Completion, CompletionRequest, Usage
+from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
     SDKProvider,
     body_message,
@@ -23,23 +26,28 @@ from agent.providers.base import (
     http_error,
     normalize_url,
     one_line,
+    schema_name,
     transport_error,
 )
+
+if TYPE_CHECKING:
+    import anthropic
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 
 
-class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
+class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
     name = "anthropic"
     key_variables = ("ANTHROPIC_API_KEY",)
     context_window = 200_000
-
 
     @cached_property
     def endpoint(self) -> str:
         return normalize_url(env("ANTHROPIC_BASE_URL") or ANTHROPIC_URL)
 
-    def _make_client(self) -> anthropic.AsyncAnthropic:
+    def _make_client(self) -> "anthropic.AsyncAnthropic":
+        import anthropic
+
         # An explicit key also stops the SDK from looking for profiles or federation settings on disk.
         return anthropic.AsyncAnthropic(
             api_key=self.api_key(),
@@ -58,21 +66,38 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
             params["system"] = request.system
         # No temperature: this SDK's Messages API has no sampling parameters any more (the installed
         # anthropic 2.x accepts none), so `request.temperature` stays in the key but is not sent.
+        if request.schema is not None:
+            name = schema_name(request.schema)
+            params["tools"] = [{"name": name, "description": "Give your answer as this tool's input.",
+                                "input_schema": request.schema}]
+            params["tool_choice"] = {"type": "tool", "name": name}
         return params
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        import anthropic
+
         client = self.client()
         try:
             message = await client.messages.create(**self._params(request))
         except anthropic.AnthropicError as exc:
             raise _map_error(self, exc) from exc
         text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
-        reason = message.stop_reason or ""
+        reason = normalize_finish_reason(message.stop_reason)
+        notes: list[str] = []
+        if request.schema is not None:
+            name = schema_name(request.schema)
+            calls = [block for block in message.content
+                     if getattr(block, "type", "") == "tool_use" and getattr(block, "name", "") == name]
+            if calls:
+                text = json.dumps(calls[0].input, ensure_ascii=False)
+                if reason == "tool_use":  # the forced tool call is how this answer ends
+                    reason = "stop"
+            elif text.strip():
+                notes.append(f"{self.model_id} answered in prose, not through the {name} tool the schema asked for")
         if not text.strip():
             raise empty_answer(self, reason)
         return Completion(text=text, usage=_usage(message.usage), model=message.model or self.model,
-                          finish_reason=reason)
-
+                          finish_reason=reason, notes=notes)
 
 
 def _usage(usage: Any) -> Usage:
@@ -93,8 +118,10 @@ def _usage(usage: Any) -> Usage:
     )
 
 
-def _map_error(provider: AnthropicProvider, exc: anthropic.AnthropicError) -> ProviderError:
+def _map_error(provider: AnthropicProvider, exc: "anthropic.AnthropicError") -> ProviderError:
     """Every Anthropic SDK failure as the project's error: the one place this adapter maps them."""
+    import anthropic
+
     if isinstance(exc, anthropic.APITimeoutError):
         return transport_error(provider, exc, timed_out=True)
     if isinstance(exc, anthropic.APIConnectionError):

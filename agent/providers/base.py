@@ -6,8 +6,13 @@ when that fails. Retries, timeouts and concurrency are not its business: :meth:`
 every provider in the same policy (see :mod:`agent.providers.policy`).
 
 The helpers below keep the adapters uniform: :func:`http_error` decides, from a status code alone,
-whether a failure is fatal, retryable or final, and reads the server's wait with
+whether a failure is fatal, retryable or final (by :data:`agent.providers.policy.RETRYABLE_STATUSES`,
+the table the web sources use too), and reads the server's wait with
 :func:`agent.providers.policy.parse_retry_after`, from the same headers whichever vendor sent them.
+:func:`schema_name` names a request's JSON Schema the way every vendor accepts.
+
+Vendor SDKs are imported by the adapters inside the methods that call a vendor, never at module level:
+a run whose every step replays builds no client and imports no SDK.
 """
 
 from __future__ import annotations
@@ -21,12 +26,11 @@ from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
 from agent.config import Limits, env
 from agent.errors import AuthError, MissingKeyError, ProviderError
 from agent.llm import Completion, CompletionRequest
+from agent.providers.policy import Policy, is_retryable_status, parse_retry_after
 from agent.secrets import redact
 
 C = TypeVar("C")
 
-#: Statuses worth the same request again later: timeouts, conflicts, rate limits, server trouble.
-RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _MESSAGE_LIMIT = 240
 
 
@@ -79,8 +83,6 @@ class Provider(ABC):
 
     async def call(self, request: CompletionRequest) -> Completion:
         """:meth:`complete` under the shared retry, timeout and concurrency policy."""
-        from agent.providers.policy import Policy
-
         # Looked up on every call, not kept: a policy's semaphore belongs to one event loop, and the
         # same provider object may be used from several (a notebook, a benchmark, repeated runs).
         policy = Policy.for_provider(self.name, self.limits)
@@ -194,16 +196,15 @@ def http_error(
 ) -> ProviderError:
     """The project's error for an HTTP failure, the same rules for every vendor.
 
-    401/403 reject the key: fatal, never retried. 408/409/429 and 5xx are worth retrying, after the
-    server's ``Retry-After`` when it gives one. Anything else (400, 404, 422) will fail the same way
-    again, so it is final, with the vendor's own words (an unknown model, a prompt too long).
+    401/403 reject the key: fatal, never retried. The statuses of
+    :data:`~agent.providers.policy.RETRYABLE_STATUSES` (408, 409, 425, 429, 5xx) are worth retrying,
+    after the server's ``Retry-After`` when it gives one. Anything else (400, 404, 422) will fail the
+    same way again, so it is final, with the vendor's own words (an unknown model, a prompt too long).
     """
     if status in (401, 403):
         return AuthError(provider.name, provider.key_variable() or "the API key", status)
     detail = one_line(message)
     if retry_after is None:
-        from agent.providers.policy import parse_retry_after  # tenacity loads with the first call, not at startup
-
         retry_after = parse_retry_after(headers)
     if status == 429:
         return ProviderError(
@@ -211,7 +212,7 @@ def http_error(
             provider=provider.name, status=status, retryable=True, retry_after=retry_after,
             hint="lower --concurrency or set RESEARCH_RPM",
         )
-    if status in RETRYABLE_STATUSES or status >= 500:
+    if is_retryable_status(status):
         return ProviderError(
             f"{provider.model_id} failed with HTTP {status}" + (f": {detail}" if detail else ""),
             provider=provider.name, status=status, retryable=True, retry_after=retry_after,
@@ -241,6 +242,17 @@ def empty_answer(provider: Provider, reason: str) -> ProviderError:
     return ProviderError(f"{provider.model_id} returned no text (finish reason: {reason or 'unknown'})",
                          provider=provider.name, retryable=False,
                          hint="raise the output limit or change the prompt")
+
+
+_SCHEMA_NAME = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+def schema_name(schema: Mapping[str, Any]) -> str:
+    """A name for a request's JSON Schema (its ``title``, else ``answer``) in the characters every vendor
+    takes for a response format's or a tool's name: letters, digits, ``_`` and ``-``, at most 64."""
+    title = schema.get("title") if isinstance(schema, Mapping) else None
+    name = _SCHEMA_NAME.sub("_", str(title or "")).strip("_")[:64]
+    return name or "answer"
 
 
 def normalize_url(url: str) -> str:

@@ -7,7 +7,12 @@ whatever ``GOOGLE_GENAI_USE_VERTEXAI`` says: Vertex needs cloud credentials this
 
 Retries are off in the SDK (one attempt, and no ``HttpRetryOptions`` left unset: unset, the SDK's
 aiohttp path quietly retries dropped connections after sleeping 1-10 s); :mod:`agent.providers.policy`
-owns them. SDK and transport errors are mapped in :func:`_map_error`, and only there.
+owns them. SDK and transport errors are mapped in :func:`_map_error`, and only there. The SDK (and
+the HTTP library it picked) is imported by the first call that is really paid, never by a replay.
+
+A request with a ``schema`` is sent with ``response_mime_type="application/json"`` and the schema as
+``response_json_schema`` (JSON Schema as written; ``response_schema`` would take only Gemini's OpenAPI
+subset of it).
 """
 
 from __future__ import annotations
@@ -15,16 +20,12 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from functools import cached_property
-from typing import Any
-
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types as genai_types
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any
 
 from agent.config import env
 from agent.errors import ProviderError
-from agent.llm import Completion, CompletionRequest, Usage
+from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
     SDKProvider,
     empty_answer,
@@ -34,10 +35,15 @@ from agent.providers.base import (
     transport_error,
 )
 
+if TYPE_CHECKING:
+    from google import genai
+    from google.genai import types as genai_types
+
 GEMINI_URL = "https://generativelanguage.googleapis.com"
 _DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
+@cache
 def _transport_classes() -> tuple[type[BaseException], ...]:
     """Exceptions meaning "no HTTP answer", from whichever HTTP library the SDK picked (aiohttp or httpx)."""
     classes: list[type[BaseException]] = [OSError, TimeoutError]
@@ -49,24 +55,23 @@ def _transport_classes() -> tuple[type[BaseException], ...]:
     return tuple(classes)
 
 
-_TRANSPORT = _transport_classes()
-
-
-class GeminiProvider(SDKProvider[genai.Client]):
+class GeminiProvider(SDKProvider["genai.Client"]):
     name = "gemini"
     key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     key_lookup = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     context_window = 1_000_000
 
-
     @cached_property
     def endpoint(self) -> str:
         return normalize_url(env("GOOGLE_GEMINI_BASE_URL") or GEMINI_URL)
 
-    async def _close_client(self, client: genai.Client) -> None:
+    async def _close_client(self, client: "genai.Client") -> None:
         await _close(client)
 
-    def _make_client(self) -> genai.Client:
+    def _make_client(self) -> "genai.Client":
+        from google import genai
+        from google.genai import types as genai_types
+
         options = genai_types.HttpOptions(
             base_url=self.endpoint,
             timeout=int(self.sdk_timeout() * 1000),  # milliseconds
@@ -74,22 +79,29 @@ class GeminiProvider(SDKProvider[genai.Client]):
         )
         return genai.Client(api_key=self.api_key(), vertexai=False, http_options=options)
 
-    def _config(self, request: CompletionRequest) -> genai_types.GenerateContentConfig:
+    def _config(self, request: CompletionRequest) -> "genai_types.GenerateContentConfig":
+        from google.genai import types as genai_types
+
         values: dict[str, Any] = {"max_output_tokens": request.max_tokens}
         if request.system:
             values["system_instruction"] = request.system
         if request.temperature is not None:
             values["temperature"] = request.temperature
+        if request.schema is not None:
+            values["response_mime_type"] = "application/json"
+            values["response_json_schema"] = request.schema
         return genai_types.GenerateContentConfig(**values)
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        from google.genai import errors as genai_errors
+
         client = self.client()
         try:
             response = await client.aio.models.generate_content(
                 model=self.model, contents=request.prompt, config=self._config(request))
         except genai_errors.APIError as exc:
             raise _map_error(self, exc) from exc
-        except _TRANSPORT as exc:
+        except _transport_classes() as exc:
             raise _map_error(self, exc) from exc
         candidate = response.candidates[0] if response.candidates else None
         parts = (candidate.content.parts or []) if candidate is not None and candidate.content else []
@@ -103,15 +115,14 @@ class GeminiProvider(SDKProvider[genai.Client]):
 
 
 
-async def _close(client: genai.Client) -> None:
+async def _close(client: "genai.Client") -> None:
     await client.aio.aclose()
     client.close()  # the sync half the SDK opens alongside
 
 
 def _finish_reason(response: Any, candidate: Any) -> str:
     if candidate is not None and candidate.finish_reason is not None:
-        reason = candidate.finish_reason
-        return str(getattr(reason, "value", reason)).lower()
+        return normalize_finish_reason(candidate.finish_reason)
     feedback = getattr(response, "prompt_feedback", None)
     if feedback is not None and feedback.block_reason is not None:
         return f"blocked: {getattr(feedback.block_reason, 'value', feedback.block_reason)}"
@@ -144,6 +155,8 @@ def _retry_delay(details: Any) -> float | None:
 
 def _map_error(provider: GeminiProvider, exc: BaseException) -> ProviderError:
     """Every Gemini SDK or transport failure as the project's error: the one place this adapter maps them."""
+    from google.genai import errors as genai_errors
+
     if isinstance(exc, genai_errors.APIError):
         status = int(exc.code or 0)
         message = exc.message or exc.status or ""
@@ -156,7 +169,7 @@ def _map_error(provider: GeminiProvider, exc: BaseException) -> ProviderError:
         if status == 429 and not (headers and (headers.get("retry-after") or headers.get("retry-after-ms"))):
             retry_after = _retry_delay(exc.details)
         return http_error(provider, status, message, headers=headers, retry_after=retry_after)
-    if isinstance(exc, _TRANSPORT):
+    if isinstance(exc, _transport_classes()):
         timed_out = isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
         return transport_error(provider, exc, timed_out=timed_out)
     return ProviderError(f"{provider.model_id} failed: {one_line(f'{type(exc).__name__}: {exc}')}",

@@ -8,20 +8,23 @@ llama.cpp, Ollama's ``/v1``) accept. They differ in where they point and whether
 - ``ollama:MODEL``: ``OLLAMA_HOST`` (default ``http://localhost:11434``) plus ``/v1``, no key.
 
 The SDK's own retries are off (``max_retries=0``): :mod:`agent.providers.policy` retries every vendor
-the same way. SDK errors are mapped to the project's in :func:`_map_error`, and only there.
+the same way. SDK errors are mapped to the project's in :func:`_map_error`, and only there. The SDK is
+imported by the first call that is really paid (importing it costs most of a second), never by a replay.
+
+A request with a ``schema`` is sent with ``response_format={"type": "json_schema", ...}`` (strict when
+the schema meets OpenAI's strict rules). Compatible servers that know no such thing answer 400; the
+request then goes once more without it, and the completion's ``notes`` say so.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from urllib.parse import urlsplit, urlunsplit
-
-import openai
 
 from agent.config import env
 from agent.errors import ProviderError, UsageError
-from agent.llm import Completion, CompletionRequest, Usage
+from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
     SDKProvider,
     body_message,
@@ -29,9 +32,13 @@ from agent.providers.base import (
     http_error,
     normalize_url,
     one_line,
+    schema_name,
     transport_error,
     with_scheme,
 )
+
+if TYPE_CHECKING:
+    import openai
 
 OPENAI_URL = "https://api.openai.com/v1"
 OLLAMA_URL = "http://localhost:11434"
@@ -42,19 +49,22 @@ _NO_KEY = "no-key"
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
-class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
+class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
     name = "openai"
     key_variables = ("OPENAI_API_KEY",)
     #: Whether this is OpenAI's own API, with its newer parameters and its reasoning models.
     official: ClassVar[bool] = True
-
+    #: What the server said when it refused ``response_format``; later requests go without it.
+    _format_refused: str | None = None
 
     @cached_property
     def endpoint(self) -> str:
         # Read once per provider, so the step keys and the client always name the same server.
         return normalize_url(env("OPENAI_BASE_URL") or OPENAI_URL)
 
-    def _make_client(self) -> openai.AsyncOpenAI:
+    def _make_client(self) -> "openai.AsyncOpenAI":
+        import openai
+
         return openai.AsyncOpenAI(
             api_key=self.api_key() or _NO_KEY,
             base_url=self.endpoint,
@@ -75,22 +85,43 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
             params["max_tokens"] = request.max_tokens
         if request.temperature is not None and not reasoning:
             params["temperature"] = request.temperature
+        if request.schema is not None and self._format_refused is None:
+            params["response_format"] = response_format(request.schema)
         return params
 
     async def complete(self, request: CompletionRequest) -> Completion:
+        import openai
+
         client = self.client()
+        params = self._params(request)
+        notes: list[str] = []
+        if request.schema is not None and self._format_refused is not None:
+            notes.append(f"{self.model_id} does not take response_format ({self._format_refused}); "
+                         "the request went without it, so the answer may not follow the schema")
         try:
-            response = await client.chat.completions.create(**self._params(request))
+            try:
+                response = await client.chat.completions.create(**params)
+            except openai.APIStatusError as exc:
+                if self.official or "response_format" not in params or exc.status_code not in (400, 422):
+                    raise
+                # Many compatible servers know no structured output and say so with a 400: ask once more
+                # without it (and, on this provider, from now on), and say so.
+                detail = one_line(body_message(exc.body) or exc.message, 160)
+                self._format_refused = f"HTTP {exc.status_code}: {detail}" if detail else f"HTTP {exc.status_code}"
+                notes.append(f"{self.model_id} refused response_format ({self._format_refused}); "
+                             "asked again without it, so the answer may not follow the schema")
+                del params["response_format"]
+                response = await client.chat.completions.create(**params)
         except openai.OpenAIError as exc:
             raise _map_error(self, exc) from exc
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content or "") if choice is not None else ""
-        reason = (choice.finish_reason or "") if choice is not None else ""
+        reason = normalize_finish_reason(choice.finish_reason) if choice is not None else ""
         if not text.strip():
             refusal = getattr(choice.message, "refusal", None) if choice is not None else None
             raise empty_answer(self, "refusal" if refusal else reason)
         return Completion(text=text, usage=_usage(response.usage), model=response.model or self.model,
-                          finish_reason=reason)
+                          finish_reason=reason, notes=notes)
 
 
 
@@ -149,6 +180,34 @@ def ollama_base_url(host: str) -> str:
     return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
+def response_format(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Chat Completions' structured output for a JSON Schema: strict when the schema allows it.
+
+    Strict mode guarantees the shape but takes only schemas whose every object lists all its properties
+    as required and allows no others; any other schema is sent non-strict rather than refused.
+    """
+    return {"type": "json_schema",
+            "json_schema": {"name": schema_name(schema), "schema": dict(schema), "strict": strict_compatible(schema)}}
+
+
+def strict_compatible(schema: Any) -> bool:
+    """Whether every object in ``schema`` has ``additionalProperties: false`` and requires all its properties."""
+    if isinstance(schema, list):
+        return all(strict_compatible(item) for item in schema)
+    if not isinstance(schema, Mapping):
+        return True
+    kinds = schema.get("type")
+    if kinds == "object" or (isinstance(kinds, list) and "object" in kinds) or "properties" in schema:
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False or set(schema.get("required") or ()) != set(properties):
+            return False
+    nested = [value for key, value in schema.items()
+              if key in ("items", "anyOf", "allOf", "oneOf", "prefixItems")]
+    for key in ("properties", "$defs", "definitions"):
+        nested += list((schema.get(key) or {}).values())
+    return all(strict_compatible(item) for item in nested)
+
+
 def _usage(usage: Any) -> Usage:
     if usage is None:
         return Usage()
@@ -162,8 +221,10 @@ def _usage(usage: Any) -> Usage:
     )
 
 
-def _map_error(provider: OpenAIProvider, exc: openai.OpenAIError) -> ProviderError:
+def _map_error(provider: OpenAIProvider, exc: "openai.OpenAIError") -> ProviderError:
     """Every OpenAI SDK failure as the project's error: the one place this adapter maps them."""
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return transport_error(provider, exc, timed_out=True)
     if isinstance(exc, openai.APIConnectionError):

@@ -9,6 +9,10 @@ waiting any ``Retry-After`` uncapped), so adapters turn SDK retries off and this
   exponential backoff and full jitter, or after the server's ``Retry-After`` when it gives one, never
   waiting longer than ``retry_cap_s``;
 - anything else (400, 401/403, 404) raised at once.
+
+Which HTTP statuses are worth another try is decided here once, for model APIs and web sources alike
+(:data:`RETRYABLE_STATUSES`, :func:`is_retryable_status`). tenacity loads with the first policy made,
+so modules that only read the table or parse a ``Retry-After`` stay cheap to import.
 """
 
 from __future__ import annotations
@@ -18,14 +22,25 @@ import email.utils
 import math
 import time
 import weakref
-from typing import Any, Awaitable, Callable, Generator, Mapping, TypeVar
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Mapping, TypeVar
 
 from agent.config import Limits
 from agent.errors import ProviderError, SourceError
 
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
 T = TypeVar("T")
+
+#: HTTP statuses worth the same request again later: a timeout (408), a conflict the server expects to
+#: clear (409), a request sent too early (425), a rate limit (429) and any server trouble (5xx). Every
+#: other status will fail the same way again (400, 404, 422), or needs a person (401, 403).
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, *range(500, 600)})
+
+
+def is_retryable_status(status: int | None) -> bool:
+    """Whether an HTTP failure with ``status`` may succeed if the same request is sent again later."""
+    return status in RETRYABLE_STATUSES
 _policies: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Policy]]" = weakref.WeakKeyDictionary()
 
 
@@ -131,6 +146,8 @@ class Policy:
         self.limits = limits
         self.semaphore = asyncio.Semaphore(max(1, limits.concurrency))
         self.limiter = RateLimiter(limits.rpm) if limits.rpm else None
+        from tenacity import wait_random_exponential
+
         self._backoff = wait_random_exponential(multiplier=0.5, max=limits.retry_cap_s)
         self._loop: "weakref.ref[asyncio.AbstractEventLoop] | None" = None
 
@@ -161,6 +178,8 @@ class Policy:
             # A caller kept this policy past its event loop (a notebook, a second asyncio.run): its
             # semaphore belongs to the old loop, so the call goes to this loop's own policy.
             return await Policy.for_provider(self.name, self.limits).run(attempt, provider=provider)
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.limits.max_retries + 1),
             wait=self.wait_for,

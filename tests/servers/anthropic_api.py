@@ -2,16 +2,22 @@
 
 ``POST /v1/messages`` with the key in ``Authorization: Bearer`` (or the older ``x-api-key``) answers a ``message`` object whose usage counts
 cache reads and writes apart from ``input_tokens``, as Anthropic does; errors have Anthropic's
-``{"type": "error", "error": {"type", "message"}}`` shape.
+``{"type": "error", "error": {"type", "message"}}`` shape. A request that forces a tool
+(``tool_choice={"type": "tool", "name": ...}``) asks for that tool's ``input_schema``: its JSON answer
+comes as a ``tool_use`` block with ``stop_reason`` "tool_use", as Anthropic answers one.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from tests.servers import Reply, Request
 from tests.servers.fake_api import FakeAPI, digest, words
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+_FINISH = {"stop": "end_turn", "length": "max_tokens", "filter": "refusal"}
 
 
 class AnthropicAPI(FakeAPI):
@@ -40,7 +46,30 @@ class AnthropicAPI(FakeAPI):
             texts.append(content)
         return " ".join(texts)
 
-    def success(self, model: str, request: Request, text: str) -> Reply:
+    def forced_tool(self, request: Request) -> dict | None:
+        body = request.json() if request.method == "POST" and request.body else None
+        if not isinstance(body, dict):
+            return None
+        choice = body.get("tool_choice") or {}
+        if choice.get("type") != "tool":
+            return None
+        return next((tool for tool in body.get("tools") or [] if tool.get("name") == choice.get("name")), None)
+
+    def requested_schema(self, request: Request) -> dict | None:
+        tool = self.forced_tool(request)
+        return tool.get("input_schema") or {} if tool is not None else None
+
+    def success(self, model: str, request: Request, text: str, *, finish: str = "stop",
+                data: Any = None) -> Reply:
+        stop_reason = _FINISH.get(finish, finish)
+        content: list[dict] = [{"type": "text", "text": text}] if text or data is None else []
+        if data is not None:
+            tool = self.forced_tool(request) or {"name": "answer"}
+            content.append({"type": "tool_use", "id": f"toolu_{digest(request)}", "name": tool["name"],
+                            "input": data})
+            text = json.dumps(data)
+            if finish == "stop":
+                stop_reason = "tool_use"
         usage = {
             # Anthropic's input_tokens leaves out the tokens read from or written to the cache.
             "input_tokens": words(self.input_text(request)),
@@ -55,8 +84,8 @@ class AnthropicAPI(FakeAPI):
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": usage,
         })

@@ -4,12 +4,16 @@
 ``v1`` by default, ``v1beta`` when ``GOOGLE_GENAI_API_VERSION=beta``) answers candidates and
 ``usageMetadata`` in the API's camelCase, thoughts counted apart from candidates as Gemini does.
 Errors have Google's ``{"error": {"code", "message", "status"}}`` shape; a wrong key gets what Gemini
-really sends for one: 400 ``INVALID_ARGUMENT`` with reason ``API_KEY_INVALID``.
+really sends for one: 400 ``INVALID_ARGUMENT`` with reason ``API_KEY_INVALID``. A request whose
+``generationConfig`` has ``responseMimeType: application/json`` and a ``responseJsonSchema`` (or
+``responseSchema``) is answered with JSON text; ``finishReason`` is STOP, MAX_TOKENS or SAFETY.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from tests.servers import Reply, Request
 from tests.servers.fake_api import FakeAPI, digest, words
@@ -17,6 +21,7 @@ from tests.servers.fake_api import FakeAPI, digest, words
 _PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:?]+):generateContent$")
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "filter": "SAFETY"}
 
 
 class GeminiAPI(FakeAPI):
@@ -38,7 +43,17 @@ class GeminiAPI(FakeAPI):
             texts += [part.get("text", "") for part in content.get("parts", [])]
         return " ".join(texts)
 
-    def success(self, model: str, request: Request, text: str) -> Reply:
+    def requested_schema(self, request: Request) -> dict | None:
+        body = request.json() if request.method == "POST" and request.body else None
+        config = (body or {}).get("generationConfig") if isinstance(body, dict) else None
+        if not isinstance(config, dict) or config.get("responseMimeType") != "application/json":
+            return None
+        return config.get("responseJsonSchema") or config.get("responseSchema") or {}
+
+    def success(self, model: str, request: Request, text: str, *, finish: str = "stop",
+                data: Any = None) -> Reply:
+        if data is not None:
+            text = json.dumps(data)
         prompt = words(self.input_text(request)) + self.cached
         answer = words(text)
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": answer,
@@ -49,7 +64,7 @@ class GeminiAPI(FakeAPI):
             usage["cachedContentTokenCount"] = self.cached
         return Reply(200, {
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                            "finishReason": "STOP", "index": 0}],
+                            "finishReason": _FINISH.get(finish, finish), "index": 0}],
             "usageMetadata": usage,
             "modelVersion": model,
             "responseId": digest(request),

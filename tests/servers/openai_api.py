@@ -3,16 +3,22 @@
 ``POST {base}/chat/completions`` (the SDK appends that to its ``base_url``, which is ``http://host:port/v1``
 here) answers a ``chat.completion`` object with usage, including cached prompt tokens and reasoning
 tokens; errors have OpenAI's ``{"error": {"message", "type", "code"}}`` shape. Works for the
-``openai``, ``openai-compatible`` and ``ollama`` providers alike.
+``openai``, ``openai-compatible`` and ``ollama`` providers alike. A request with
+``response_format={"type": "json_schema", "json_schema": {"schema": ...}}`` (or ``json_object``) is
+answered with JSON content; ``finish_reason`` is "stop", "length" or "content_filter".
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from tests.servers import Reply, Request
 from tests.servers.fake_api import FakeAPI, digest
 
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
           404: "invalid_request_error", 429: "rate_limit_error"}
+_FINISH = {"stop": "stop", "length": "length", "filter": "content_filter"}
 
 
 class OpenAIAPI(FakeAPI):
@@ -32,14 +38,26 @@ class OpenAIAPI(FakeAPI):
         messages = (request.json() or {}).get("messages", [])
         return " ".join(str(m.get("content", "")) for m in messages)
 
-    def success(self, model: str, request: Request, text: str) -> Reply:
+    def requested_schema(self, request: Request) -> dict | None:
+        body = request.json() if request.method == "POST" and request.body else None
+        fmt = (body or {}).get("response_format") if isinstance(body, dict) else None
+        if not isinstance(fmt, dict):
+            return None
+        if fmt.get("type") == "json_schema":
+            return (fmt.get("json_schema") or {}).get("schema") or {}
+        return {} if fmt.get("type") == "json_object" else None
+
+    def success(self, model: str, request: Request, text: str, *, finish: str = "stop",
+                data: Any = None) -> Reply:
+        if data is not None:
+            text = json.dumps(data)
         counts = self.usage_counts(request, text)
         return Reply(200, {
             "id": f"chatcmpl-{digest(request)}",
             "object": "chat.completion",
             "created": 1_700_000_000,
             "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+            "choices": [{"index": 0, "finish_reason": _FINISH.get(finish, finish), "logprobs": None,
                          "message": {"role": "assistant", "content": text, "refusal": None}}],
             "usage": {
                 "prompt_tokens": counts["input"],
