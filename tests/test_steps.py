@@ -144,7 +144,7 @@ def test_journal_records_paid_replayed_and_failed(tmp_path):
     assert "rate limited" in steps[1]["error"]
     t = totals(steps)
     assert t == {"calls": 2, "paid": 1, "replayed": 0, "failed": 1, "cost_usd": 0.1, "saved_usd": 0.0,
-                 "cost_complete": True}
+                 "cost_complete": True, "saved_complete": True}
     ws.close()
 
 
