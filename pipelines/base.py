@@ -175,16 +175,19 @@ class Stages:
         return list(results)
 
     # -- models --------------------------------------------------------------------------------
-    async def ask(self, provider: Any, template: str, name: str, context: dict[str, Any], **variables: Any) -> str:
+    async def ask(self, provider: Any, template: str, name: str, context: dict[str, Any], *,
+                  schema: dict[str, Any] | None = None, **variables: Any) -> str:
         """Render ``template`` and ask ``provider`` as a durable step; the answer's text.
 
         ``context`` carries the structured inputs behind the prompt (hosted models ignore it); the
         template's ``offline`` setting tells the offline model which of its generic operations answers.
+        ``schema`` asks for a JSON object answer through the vendor's structured output. What the
+        provider had to do differently (a server that refused the format) joins the report's notes.
         """
         rendered = self.prompts.render_template(template, **variables)
         limit = rendered.max_tokens or DEFAULT_MAX_TOKENS
         request = CompletionRequest(prompt=rendered.user, system=rendered.system, max_tokens=limit,
-                                    context=context, offline=rendered.offline)
+                                    context=context, offline=rendered.offline, schema=schema)
         completion, _ = await complete(self.runtime, provider, request, name=name)
         if completion.finish_reason == "length" and limit < MAX_RETRY_TOKENS:
             # Cut at its limit: asked once more with twice the room (its own step, so it replays too).
@@ -195,6 +198,8 @@ class Stages:
                 self.notes.append(f"The answer of {name} was cut at its {bigger}-token limit, also when asked again "
                                   f"with twice its first {limit}; it is shown as it stopped.")
             completion = retried
+        for note in getattr(completion, "notes", []) or []:
+            self.notes.append(f"{name}: {note}")
         text, trims = tidy(completion.text)
         if trims:
             self.notes.append(f"The answer of {name}: {'; '.join(trims)}.")

@@ -26,7 +26,7 @@ from agent.sources.backend import check_search, search_available
 from pipelines import chunking
 from pipelines.base import FORMATS, NoProgress, Pipeline, Progress, RunOptions, Stages
 
-__all__ = ["FORMATS", "NoProgress", "PIPELINE", "Progress", "ResearchInputs", "ResearchOptions", "ResearchResult",
+__all__ = ["FORMATS", "NoProgress", "PIPELINE", "PLAN_SCHEMA", "Progress", "ResearchInputs", "ResearchOptions", "ResearchResult",
            "ResearchWorkflow", "Source", "normalize_inputs", "parse_queries"]
 
 #: Bump when the stages change what a run produces, so the journal can tell which made a run.
@@ -162,8 +162,25 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
                           rejected=[list(r) for r in inputs.rejected])
 
 
-def parse_queries(text: str, limit: int) -> list[str]:
-    """Search queries from a planner's answer: JSON ``{"queries": [...]}`` if it gave it, else its lines."""
+#: The planner's answer, asked for through each vendor's structured output.
+PLAN_SCHEMA = {
+    "title": "search_plan",
+    "type": "object",
+    "properties": {"queries": {"type": "array", "items": {"type": "string"}}},
+    "required": ["queries"],
+    "additionalProperties": False,
+}
+#: A search query longer than this is a sentence the planner wrote, not a query: it is cut to its first words.
+MAX_QUERY_WORDS = 12
+
+
+def parse_queries(text: str, limit: int) -> tuple[list[str], list[str]]:
+    """Search queries from a planner's answer, and what had to be done to get them, in words.
+
+    JSON ``{"queries": [...]}`` is what was asked for; an answer that is not (a model that ignored the
+    format) gives its lines instead, and a query longer than :data:`MAX_QUERY_WORDS` words is cut.
+    """
+    notes: list[str] = []
     match = re.search(r"\{.*\}", text, flags=re.S)
     queries: list[str] = []
     if match:
@@ -174,11 +191,20 @@ def parse_queries(text: str, limit: int) -> list[str]:
             queries = []
     if not queries:
         queries = [re.sub(r"^\s*(?:[-*+]|\d+[.)])\s*", "", line).strip().strip('"') for line in text.splitlines()]
+        if any(q.strip() for q in queries):
+            notes.append("the planner did not answer in the JSON asked for; its lines were read as queries")
     out: list[str] = []
+    cut = 0
     for q in (" ".join(q.split()) for q in queries):
+        words = q.split()
+        if len(words) > MAX_QUERY_WORDS:
+            q, cut = " ".join(words[:MAX_QUERY_WORDS]), cut + 1
         if q and q not in out:
             out.append(q)
-    return out[:limit]
+    if cut:
+        notes.append(f"{cut} of its queries {'were' if cut != 1 else 'was'} longer than {MAX_QUERY_WORDS} words "
+                     "and cut to their first words")
+    return out[:limit], notes
 
 
 class ResearchWorkflow(Stages):
@@ -329,9 +355,12 @@ class ResearchWorkflow(Stages):
         text = await self.ask(
             self.providers[0], "plan", f"plan round {round_}",
             {"task": "plan", "question": self.inputs.question, "summaries": summaries, "breadth": breadth},
-            question=self.inputs.question, summaries=summaries, breadth=breadth,
+            schema=PLAN_SCHEMA, question=self.inputs.question, summaries=summaries, breadth=breadth,
         )
-        return parse_queries(text, breadth)
+        queries, notes = parse_queries(text, breadth)
+        if notes:
+            self.notes.append(f"Deep research, round {round_}: {'; '.join(notes)}.")
+        return queries
 
     async def deepen(self, sources: list[Source]) -> None:
         """``--depth`` rounds of plan -> search -> read -> summarize; each step durable, so a resume decides alike."""
@@ -408,7 +437,7 @@ class ResearchWorkflow(Stages):
         return ResearchResult(
             run_id=self.runtime.run_id or "", status="completed", question=self.inputs.question,
             models=list(self.inputs.models), started_at=self.started_at, sources=sources,
-            failed=self.failed, analyses=analyses, synthesis=synthesis or "", notes=self.notes,
+            failed=self.failed, analyses=analyses, synthesis=synthesis or "", notes=list(dict.fromkeys(self.notes)),
         )
 
 

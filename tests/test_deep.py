@@ -1,5 +1,6 @@
 """Deep mode: rounds of plan -> search -> read, each durable, so a rerun or resume decides the same."""
 
+import json
 import re
 from pathlib import Path
 
@@ -61,3 +62,32 @@ def test_depth_without_search_backend_is_one_line():
     result = cli("run", Q, "--file", ".", "--depth", "1")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "--depth needs a search backend" in result.stderr
+
+
+def test_the_planner_is_asked_for_json_and_a_rambling_one_is_noted(monkeypatch):
+    """The plan goes through the SDK's structured output; a model that writes prose anyway still gives
+    bounded queries, and the report says what was done."""
+    from tests.servers.openai_api import OpenAIAPI
+
+    class Rambling(OpenAIAPI):
+        def answer_text(self, model, request):
+            if "follow-up web search queries" in json.dumps(request.json()):
+                return ("I would suggest looking at how heat pumps perform in very cold Nordic winters when "
+                        "installers size them carefully and homes are well insulated against the cold\n"
+                        "cold climate heat pump running costs")
+            return super().answer_text(model, request)
+
+    openai = Rambling(key="sk-plan", follows_schema=False)
+    with serve(GrowingWeb(api_key=KEY)) as web, serve(openai) as models:
+        monkeypatch.setenv("FIRECRAWL_API_URL", web.url)
+        monkeypatch.setenv("FIRECRAWL_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-plan")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{models.url}/v1")
+        out = cli_json("run", Q, "--search", "1", "--depth", "1", "--breadth", "2", "--model", "openai:gpt-4o-mini")
+    plan = next(r.json() for r in openai.answered if "follow-up web search queries" in json.dumps(r.json()))
+    assert plan["response_format"]["type"] == "json_schema"
+    assert plan["response_format"]["json_schema"]["schema"]["properties"]["queries"]["type"] == "array"
+    searched = [r.json()["query"] for r in web.requests if r.path == "/v2/search"]
+    assert all(len(q.split()) <= 12 for q in searched) and len(searched) == 3
+    report = Path(out["report_path"]).read_text()
+    assert "did not answer in the JSON asked for" in report and "cut to their first words" in report

@@ -20,7 +20,7 @@ from agent.errors import SourceError, UsageError
 from agent.sources import Document
 from agent.sources.backend import FetchLimits, SearchHit, SourceAuthError, WebBackend
 from agent.sources.convert import title_from_markdown
-from agent.providers.policy import parse_retry_after
+from agent.providers.policy import is_retryable_status, parse_retry_after
 
 DEFAULT_API_URL = "https://api.firecrawl.dev"
 #: Part of every Firecrawl step key: bump it when the mapping of Firecrawl's answers to documents changes.
@@ -90,7 +90,7 @@ def map_errors(what: str, *, has_key: bool = True) -> Iterator[None]:
             # Firecrawl answers 403 both for a key without access and for a site it will not scrape.
             raise SourceError(f"{what}: Firecrawl refused it (HTTP 403): {_brief(exc)}", source=what, status=403,
                               hint=f"check {KEY_VARIABLE} and what its plan allows") from exc
-        retryable = status is None or status in (408, 429) or status >= 500
+        retryable = status is None or is_retryable_status(status)
         raise SourceError(f"{what}: Firecrawl failed (HTTP {status}): {_brief(exc)}" if status
                           else f"{what}: Firecrawl failed: {_brief(exc)}",
                           source=what, status=status, retryable=retryable,
@@ -110,7 +110,7 @@ def map_errors(what: str, *, has_key: bool = True) -> Iterator[None]:
 
 
 def _http_status_error(url: str, status: int, detail: str | None) -> SourceError:
-    retryable = status in (408, 429) or status >= 500
+    retryable = is_retryable_status(status)
     reason = f": {detail}" if detail else ""
     return SourceError(f"{url}: HTTP {status} (reported by Firecrawl){reason}", source=url, status=status,
                        retryable=retryable)

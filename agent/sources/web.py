@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from agent.errors import SourceError
-from agent.providers.policy import parse_retry_after
+from agent.providers.policy import is_retryable_status, parse_retry_after
 from agent.sources import Document
 from agent.sources.backend import FetchLimits, WebBackend
 from agent.sources.convert import HTML_TYPES, PDF_TYPES, convert, title_from_markdown
@@ -123,7 +123,7 @@ def map_httpx_errors(url: str, limits: FetchLimits) -> Iterator[None]:
 def _status_error(url: str, response: httpx.Response) -> SourceError:
     status = response.status_code
     reason = _REASONS.get(status) or response.reason_phrase or "error"
-    retryable = status in (408, 425, 429) or status >= 500
+    retryable = is_retryable_status(status)
     return SourceError(
         f"{url}: HTTP {status} {reason}".rstrip(), source=url, status=status, retryable=retryable,
         retry_after=parse_retry_after(response.headers) if retryable else None,
