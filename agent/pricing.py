@@ -36,6 +36,15 @@ def _table(override_path: str | None) -> dict[str, dict[str, dict[str, float]]]:
     return table
 
 
+#: Prices given by a model's own settings (``[models.NAME]`` in research.toml); they win over the table.
+_registered: dict[tuple[str, str], dict[str, float]] = {}
+
+
+def register(provider: str, model: str, prices: dict[str, float]) -> None:
+    """Price ``provider:model`` as its settings say, for this process."""
+    _registered[(provider, model)] = dict(prices)
+
+
 def price_of(provider: str, model: str) -> dict[str, float] | None:
     """The price entry of a model: exact name, else its undated name, else ``*``, else ``None``.
 
@@ -43,6 +52,8 @@ def price_of(provider: str, model: str) -> dict[str, float] | None:
     ``gemini-2.0-flash-001``): a bare prefix would price ``o3-pro`` as ``o3`` or ``gpt-5-pro`` as
     ``gpt-5``, a guess ten times off, where an unknown cost is the honest answer.
     """
+    if (provider, model) in _registered:
+        return _registered[(provider, model)]
     models = _table(env("RESEARCH_PRICES")).get(provider, {})
     if model in models:
         return models[model]

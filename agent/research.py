@@ -54,13 +54,43 @@ class ResearchReport:
         return self.markdown
 
 
+def _model_name(model: "str | dict[str, Any]") -> str:
+    """A model id as given, or a model with explicit settings, known from now on by its ``name``.
+
+    ``{"name": "house", "provider": "openai-compatible", "model": "qwen2.5", "base_url": "http://...",
+    "api_key": "...", "context_window": 8192, "concurrency": 1, "input_price": 0.1, "output_price": 0.2}``:
+    what is not given falls back to the environment, as ``[models.NAME]`` in research.toml does. The
+    key stays in this process; only the name reaches the journal.
+    """
+    if isinstance(model, str):
+        return model
+    from agent.errors import UsageError
+    from agent.providers import ConfiguredModel, ModelSettings, parse_model_id, register_model
+
+    spec = dict(model)
+    name = spec.pop("name", None)
+    if not name or "provider" not in spec:
+        raise UsageError("a model given as a dict needs a 'name' and a 'provider'",
+                         hint='{"name": "house", "provider": "openai-compatible", "base_url": "http://host:8000/v1"}')
+    provider, model_name = parse_model_id(f"{spec.pop('provider')}:{spec.pop('model', name)}")
+    prices = {k[:-len("_price")]: float(spec.pop(k)) for k in ("input_price", "output_price", "cached_input_price")
+              if k in spec}
+    known = {"base_url", "api_key", "api_key_env", "context_window", "max_output_tokens", "concurrency"}
+    unknown = set(spec) - known
+    if unknown:
+        raise UsageError(f"model {name!r}: unknown setting {sorted(unknown)[0]!r}", hint=f"known: {', '.join(sorted(known))}")
+    register_model(ConfiguredModel(name=name, provider=provider, model=model_name,
+                                   settings=ModelSettings(alias=name, prices=prices or None, **spec)))
+    return name
+
+
 class Research:
     """Research runs from Python, on a cache directory shared with the CLI."""
 
     def __init__(
         self,
         cache_dir: str | Path | None = None,
-        models: Sequence[str] | None = None,
+        models: Sequence["str | dict[str, Any]"] | None = None,
         *,
         out_dir: str | Path | None = None,
         formats: Sequence[str] = ("md",),
@@ -72,7 +102,7 @@ class Research:
         allow_private_hosts: bool = False,
     ) -> None:
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
-        self.models = list(models) if models else ["local:extractive"]
+        self.models = [_model_name(m) for m in models] if models else ["local:extractive"]
         self.out_dir = str(out_dir or env("RESEARCH_REPORT_DIR") or "reports")
         self.formats = list(formats)
         self.prompts_dir = str(prompts_dir) if prompts_dir else None

@@ -186,12 +186,14 @@ class Stages:
         """
         rendered = self.prompts.render_template(template, **variables)
         limit = rendered.max_tokens or DEFAULT_MAX_TOKENS
+        if provider.max_output_tokens:
+            limit = min(limit, provider.max_output_tokens)
         request = CompletionRequest(prompt=rendered.user, system=rendered.system, max_tokens=limit,
                                     context=context, offline=rendered.offline, schema=schema)
         completion, _ = await complete(self.runtime, provider, request, name=name)
-        if completion.finish_reason == "length" and limit < MAX_RETRY_TOKENS:
+        if completion.finish_reason == "length" and limit < min(MAX_RETRY_TOKENS, provider.max_output_tokens or MAX_RETRY_TOKENS):
             # Cut at its limit: asked once more with twice the room (its own step, so it replays too).
-            bigger = min(limit * 2, MAX_RETRY_TOKENS)
+            bigger = min(limit * 2, MAX_RETRY_TOKENS, provider.max_output_tokens or MAX_RETRY_TOKENS)
             retried, _ = await complete(self.runtime, provider, dataclasses.replace(request, max_tokens=bigger),
                                         name=f"{name} (again, {bigger} tokens)")
             if retried.finish_reason == "length":

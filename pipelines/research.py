@@ -18,7 +18,7 @@ from agent import citations
 from agent.errors import ResearchError, SourceError, UsageError
 from agent.keys import content_hash
 from agent.pricing import price_of
-from agent.providers import DEFAULT_MODEL, parse_model_id
+from agent.providers import DEFAULT_MODEL, configured_model, parse_model_id
 from agent.sources import Document
 from agent.sources import files as file_sources
 from agent.sources import urls as url_sources
@@ -32,6 +32,8 @@ __all__ = ["FORMATS", "NoProgress", "PIPELINE", "PLAN_SCHEMA", "Progress", "Rese
 #: Bump when the stages change what a run produces, so the journal can tell which made a run.
 VERSION = 1
 SUMMARY_WORDS = 200
+#: Tokens of a model's context kept for the summarize prompt's own text and the summary it writes.
+SUMMARY_RESERVE_TOKENS = 1024
 MAX_DEPTH = 5
 MAX_BREADTH = 10
 MAX_SEARCH = 100
@@ -127,8 +129,11 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
         raise UsageError("the question is empty", hint='research run "What do we know about X?" --file notes/')
     models: list[str] = []
     for model_id in inputs.models or [DEFAULT_MODEL]:
-        provider, model = parse_model_id(model_id)
-        normalized = f"{provider}:{model}"
+        if configured_model(model_id) is not None:
+            normalized = model_id.strip()  # a [models] name from research.toml
+        else:
+            provider, model = parse_model_id(model_id)
+            normalized = f"{provider}:{model}"
         if normalized not in models:
             models.append(normalized)
     if not inputs.files and not inputs.urls and not inputs.search:
@@ -256,7 +261,9 @@ class ResearchWorkflow(Stages):
         Keyed by title and text alone (not the source's number, not where it came from), so a source read
         again unchanged, or the same text at two addresses, is summarized once.
         """
-        budget = self.providers[0].context_window // 2
+        # Half the context for the source, after room for the prompt and the summary itself: an 8k-token
+        # server must not get an 8k-token part of a page and no room to answer.
+        budget = max(256, (self.providers[0].context_window - SUMMARY_RESERVE_TOKENS) // 2)
         if chunking.approx_tokens(text) <= budget:
             return await self._summarize_text(title, text, f"summarize {label}")
         parts = chunking.split(text, budget)

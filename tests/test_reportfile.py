@@ -164,7 +164,7 @@ def test_unreadable_files_are_usage_errors(cfg):
 
 
 @pytest.mark.parametrize("text, message, hint", [
-    ('title = "x"\n' + MINIMAL, "unknown top-level key 'title'", "only [reports.NAME] tables"),
+    ('title = "x"\n' + MINIMAL, "unknown top-level key 'title'", "[reports.NAME] and [models.NAME] tables"),
     (MINIMAL.replace("[reports.", "[report."), "unknown top-level key 'report'", "did you mean 'reports'?"),
     ("reports = 3\n", "'reports' must be a table of [reports.NAME] tables", "[reports.NAME]"),
     ("", "no reports defined", "[reports.NAME]"),

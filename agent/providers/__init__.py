@@ -16,12 +16,13 @@ Entry points are read only for a name that is not built in, so built-in models n
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 import importlib.util
 from typing import TYPE_CHECKING, NamedTuple
 
 from agent.config import Limits
 from agent.errors import UsageError
-from agent.providers.base import Provider
+from agent.providers.base import ModelSettings, Provider
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -83,12 +84,46 @@ def _sdk_installed(module: str) -> bool:
         return False
 
 
-def get_provider(model_id: str, *, limits: Limits | None = None) -> Provider:
-    """A provider instance for ``model_id``. Its vendor SDK must be installed, but is not imported yet."""
+#: Models given with explicit settings in Python (``Research(models=[{...}])``); they win over the file.
+_given: dict[str, "ConfiguredModel"] = {}
+
+
+def register_model(model: "ConfiguredModel") -> None:
+    """Make ``model`` known by its name in this process (its settings, its key, never written anywhere)."""
+    _given[model.name] = model
+
+
+def configured_model(model_id: str) -> "ConfiguredModel | None":
+    """The model named ``model_id`` in the ``[models]`` tables of ``research.toml``, if there is one.
+
+    Read only for a name that is not ``PROVIDER:MODEL`` of a known provider, so plain runs never read
+    the file.
+    """
+    name = model_id.strip()
+    if name in _given:
+        return _given[name]
+    provider = name.partition(":")[0].lower()
+    if ":" in name and (provider in _REGISTRY or _plugin(provider) is not None):
+        return None
+    from agent.reportfile import load_models
+
+    return load_models().get(name)
+
+
+def get_provider(model_id: str, *, limits: Limits | None = None, settings: ModelSettings | None = None) -> Provider:
+    """A provider instance for ``model_id`` (``PROVIDER:MODEL``, or a name from ``[models]`` in
+    ``research.toml``). Its vendor SDK must be installed, but is not imported yet."""
+    named = configured_model(model_id) if settings is None else None
+    if named is not None:
+        model_id, settings = named.model_id, named.settings
+        if settings.prices:
+            from agent.pricing import register
+
+            register(named.provider, named.model, settings.prices)
     provider, model = parse_model_id(model_id)
     builtin = _REGISTRY.get(provider)
     if builtin is None:
-        return _plugin_class(provider)(model, limits=limits)
+        return _plugin_class(provider)(model, limits=limits, settings=settings)
     if builtin.sdk is not None and not _sdk_installed(builtin.sdk):
         raise UsageError(f"the {provider} provider needs the {builtin.package} package, which is not installed",
                          hint=f"pip install {builtin.package}")
@@ -97,7 +132,7 @@ def get_provider(model_id: str, *, limits: Limits | None = None) -> Provider:
     except ImportError as exc:
         raise UsageError(f"the {provider} provider could not be loaded ({exc})",
                          hint=f"pip install --force-reinstall {builtin.package or 'durable-research'}") from exc
-    return getattr(module, builtin.cls)(model, limits=limits)
+    return getattr(module, builtin.cls)(model, limits=limits, settings=settings)
 
 
 def _plugin_class(provider: str) -> type[Provider]:
@@ -115,4 +150,19 @@ def _plugin_class(provider: str) -> type[Provider]:
     return cls
 
 
-__all__ = ["DEFAULT_MODEL", "ENTRY_POINT_GROUP", "PROVIDER_NAMES", "Provider", "get_provider", "parse_model_id"]
+@dataclass(frozen=True)
+class ConfiguredModel:
+    """A model defined by name in ``research.toml``: which provider serves it, and its settings."""
+
+    name: str
+    provider: str
+    model: str
+    settings: ModelSettings
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+
+__all__ = ["DEFAULT_MODEL", "ENTRY_POINT_GROUP", "PROVIDER_NAMES", "ConfiguredModel", "ModelSettings", "Provider",
+           "configured_model", "get_provider", "parse_model_id", "register_model"]

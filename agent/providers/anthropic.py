@@ -43,7 +43,7 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
 
     @cached_property
     def endpoint(self) -> str:
-        return normalize_url(env("ANTHROPIC_BASE_URL") or ANTHROPIC_URL)
+        return normalize_url(self.configured_url("ANTHROPIC_BASE_URL", ANTHROPIC_URL))
 
     def _make_client(self) -> "anthropic.AsyncAnthropic":
         import anthropic

@@ -18,8 +18,10 @@ a run whose every step replays builds no client and imports no SDK.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
+from dataclasses import dataclass, field
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
 
@@ -30,6 +32,25 @@ from agent.providers.policy import Policy, is_retryable_status, parse_retry_afte
 from agent.secrets import redact
 
 C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """A model's own settings, from ``[models.NAME]`` in ``research.toml`` or given in Python; each one
+    left unset falls back to the environment (``OPENAI_BASE_URL`` and friends), then the defaults.
+
+    ``alias`` is the name the user calls it by (``--model local-qwen``); ``prices`` (USD per million
+    tokens: ``input``, ``output``, optionally ``cached_input``) price it where the table does not.
+    """
+
+    alias: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    concurrency: int | None = None
+    prices: dict[str, float] | None = None
 
 _MESSAGE_LIMIT = 240
 
@@ -48,13 +69,32 @@ class Provider(ABC):
     #: Whether the provider answers from ``CompletionRequest.offline`` (so it belongs in its keys).
     reads_offline_hint: ClassVar[bool] = False
 
-    def __init__(self, model: str, *, limits: Limits | None = None) -> None:
+    #: Calls in flight per endpoint unless the model's settings say otherwise (None: the run's limit).
+    default_concurrency: ClassVar[int | None] = None
+
+    def __init__(self, model: str, *, limits: Limits | None = None, settings: "ModelSettings | None" = None) -> None:
         self.model = model
-        self.limits = limits or Limits()
+        self.settings = settings or ModelSettings()
+        limits = limits or Limits()
+        concurrency = self.settings.concurrency or self.default_concurrency
+        if concurrency:
+            limits = dataclasses.replace(limits, concurrency=concurrency)
+        self.limits = limits
+        if self.settings.context_window:
+            self.context_window = self.settings.context_window  # type: ignore[misc]
 
     @property
     def model_id(self) -> str:
-        return f"{self.name}:{self.model}"
+        return self.settings.alias or f"{self.name}:{self.model}"
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        """The most output tokens this model may be asked for, when its settings say."""
+        return self.settings.max_output_tokens
+
+    def configured_url(self, variable: str, default: str | None = None) -> str | None:
+        """The base URL: the model's settings first, then ``variable`` in the environment, then ``default``."""
+        return self.settings.base_url or env(variable) or default
 
     @property
     def endpoint(self) -> str:
@@ -63,19 +103,24 @@ class Provider(ABC):
 
     def key_variable(self) -> str | None:
         """The variable the key is read from: the one set, else the one to name in errors."""
+        if self.settings.api_key_env:
+            return self.settings.api_key_env
         for variable in self.key_lookup or self.key_variables:
             if env(variable):
                 return variable
         return self.key_variables[0] if self.key_variables else None
 
     def api_key(self) -> str | None:
+        if self.settings.api_key:
+            return self.settings.api_key
         variable = self.key_variable()
         return env(variable) if variable else None
 
     def check_ready(self) -> None:
         """Raise :class:`MissingKeyError` before any paid call if this provider cannot be called."""
-        if self.key_variables and not self.key_optional and not self.api_key():
-            raise MissingKeyError(self.name, self.key_variables[0])
+        needs = (self.key_variables and not self.key_optional) or (self.settings.api_key_env and not self.key_optional)
+        if needs and not self.api_key():
+            raise MissingKeyError(self.settings.alias or self.name, self.key_variable() or self.key_variables[0])
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:
@@ -85,7 +130,8 @@ class Provider(ABC):
         """:meth:`complete` under the shared retry, timeout and concurrency policy."""
         # Looked up on every call, not kept: a policy's semaphore belongs to one event loop, and the
         # same provider object may be used from several (a notebook, a benchmark, repeated runs).
-        policy = Policy.for_provider(self.name, self.limits)
+        # One policy (in-flight limit, rate) per endpoint: two servers of one provider do not share a queue.
+        policy = Policy.for_provider(f"{self.name}@{self.endpoint}", self.limits)
         # Before the policy, not in the attempt: slow setup done after taking a rate-limit slot would
         # hold up the event loop while the other callers' slots come due.
         self.prepare()

@@ -63,7 +63,7 @@ class GeminiProvider(SDKProvider["genai.Client"]):
 
     @cached_property
     def endpoint(self) -> str:
-        return normalize_url(env("GOOGLE_GEMINI_BASE_URL") or GEMINI_URL)
+        return normalize_url(self.configured_url("GOOGLE_GEMINI_BASE_URL", GEMINI_URL))
 
     async def _close_client(self, client: "genai.Client") -> None:
         await _close(client)

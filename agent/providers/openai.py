@@ -60,7 +60,7 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
     @cached_property
     def endpoint(self) -> str:
         # Read once per provider, so the step keys and the client always name the same server.
-        return normalize_url(env("OPENAI_BASE_URL") or OPENAI_URL)
+        return normalize_url(self.configured_url("OPENAI_BASE_URL", OPENAI_URL))
 
     def _make_client(self) -> "openai.AsyncOpenAI":
         import openai
@@ -134,7 +134,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     @cached_property
     def endpoint(self) -> str:
-        url = env("OPENAI_BASE_URL")
+        url = self.configured_url("OPENAI_BASE_URL")
         if not url:
             raise UsageError(
                 f"--model {self.model_id} needs OPENAI_BASE_URL, the server's base URL",
@@ -155,10 +155,12 @@ class OllamaProvider(OpenAIProvider):
     official = False
     # Ollama serves a few thousand tokens of context unless the model is configured for more.
     context_window = 8_192
+    # One local server computes one answer at a time: more in flight only queue there and time out.
+    default_concurrency = 1
 
     @cached_property
     def endpoint(self) -> str:
-        return ollama_base_url(env("OLLAMA_HOST") or OLLAMA_URL)
+        return ollama_base_url(self.configured_url("OLLAMA_HOST", OLLAMA_URL))
 
     def key_variable(self) -> str | None:
         # Ollama has no key; a 401 means OLLAMA_HOST points at something else, so that is what to check.
