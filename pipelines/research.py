@@ -176,7 +176,7 @@ PLAN_SCHEMA = {
     "additionalProperties": False,
 }
 #: A search query longer than this is a sentence the planner wrote, not a query: it is cut to its first words.
-MAX_QUERY_WORDS = 12
+MAX_QUERY_WORDS = 32
 
 
 def parse_queries(text: str, limit: int) -> tuple[list[str], list[str]]:
