@@ -24,6 +24,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: The client's (host, port): which connection, and so which process, sent the request.
+    client: tuple = ()
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -65,7 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                          client=tuple(self.client_address[:2]))
         with self.server.lock:
             self.server.requests.append(request)
         reply = self.server.app(request)
