@@ -251,3 +251,18 @@ def test_a_page_that_hangs_is_tried_twice_at_most_and_the_message_counts_it():
     assert asked == 2  # not the five attempts max_retries would allow
     assert "no complete answer in 2 attempts of 0.3s each" in err.message and "s in all)" in err.message
     assert not err.retryable
+
+
+def test_large_pdfs_are_converted_in_worker_processes(monkeypatch):
+    """pypdf is pure Python: large PDFs go to a process pool so several convert at once, with the same text."""
+    from agent.sources import convert
+    from tests.servers.website import make_pdf
+
+    data = make_pdf(["Nordic field trial", "Heat pumps kept working at minus twenty degrees."], title="Trial")
+    here = convert.convert(data, "application/pdf", "trial.pdf")
+    monkeypatch.setattr(convert, "PROCESS_PDF_BYTES", 1)
+    elsewhere = convert.convert(data, "application/pdf", "trial.pdf")
+    assert convert._pool is not None  # it really went to a worker
+    assert elsewhere == here and "minus twenty degrees" in elsewhere.text
+    with pytest.raises(SourceError):
+        convert.convert(b"%PDF-1.4 not really a pdf", "application/pdf", "broken.pdf")

@@ -471,11 +471,52 @@ def pdf_to_text(data: bytes, source: str) -> tuple[str, str]:
 
 # -- any type ----------------------------------------------------------------------------------------
 
+#: PDFs at least this large are converted in a worker process: pypdf is pure Python, so threads would
+#: take turns on one core, and eight large PDFs would be read one after another.
+PROCESS_PDF_BYTES = 128 * 1024
+_pool: Any = None
+_pool_lock = threading.Lock()
+_in_worker = False
+
+
+def _worker_init() -> None:
+    global _in_worker
+    _in_worker = True
+    quiet_libraries()
+
+
+def _pdf_elsewhere(data: bytes, source: str) -> Converted:
+    """``pdf_convert`` in the shared worker pool (one process a core, started on first use)."""
+    global _pool
+    import concurrent.futures
+    import multiprocessing
+    import os
+
+    with _pool_lock:
+        if _pool is None:
+            # spawn, not fork: the parent runs threads (the event loop's, a lease's heartbeat).
+            _pool = concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2,
+                                                           mp_context=multiprocessing.get_context("spawn"),
+                                                           initializer=_worker_init)
+            import atexit
+
+            atexit.register(_pool.shutdown, wait=True, cancel_futures=True)  # before modules are torn down
+    try:
+        return _pool.submit(pdf_convert, data, source).result()
+    except SourceError:
+        raise
+    except Exception as exc:  # a worker that died (memory, a crash in a parser): say so, as any failure
+        raise SourceError(f"{source}: the PDF could not be converted ({type(exc).__name__}: {exc})",
+                          source=source) from exc
+
+
 def convert(data: bytes, content_type: str, source: str) -> Converted:
     """Text and what is known of it from ``data`` of ``content_type``; raises :class:`SourceError` for
     anything else. A body starting with ``%PDF-`` is a PDF whatever it was called."""
     ctype = content_type.split(";")[0].strip().lower()
     if ctype in PDF_TYPES or data[:5] == b"%PDF-":
+        if len(data) >= PROCESS_PDF_BYTES and not _in_worker:
+            return _pdf_elsewhere(data, source)
         return pdf_convert(data, source)
     if ctype in HTML_TYPES:
         return html_convert(data, source)
