@@ -41,7 +41,7 @@ from agent.cli_report import report_app  # noqa: E402  (imports nothing heavy: c
 
 app.add_typer(report_app, name="report")
 
-from agent.cli_options import CacheDir, Debug, JsonOut, Quiet  # noqa: E402
+from agent.cli_options import CacheDir, Debug, JsonOut, Quiet, StoreUrl, store_location  # noqa: E402
 Wait = Annotated[bool, typer.Option("--wait", help="If another process is running this run, wait for it instead of refusing.")]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="For a scheduled report's run: the reports file holding its webhook [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
 
@@ -227,6 +227,7 @@ def run(
     ignore_robots: Annotated[bool, typer.Option("--ignore-robots", help="Read pages even where a site's robots.txt disallows it.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Read again pages that failed lastingly (404, unknown host) on an earlier run.")] = False,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     wait: Wait = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
@@ -234,6 +235,7 @@ def run(
 ) -> None:
     """Run research on QUESTION over the given sources and write a cited report."""
     with _edge(debug):
+        cache_dir = store_location(store, cache_dir)
         from agent.config import env, parse_duration
         from pipelines.research import ResearchInputs, ResearchOptions
 
@@ -276,6 +278,7 @@ def resume(
     fmt: Annotated[List[str], typer.Option("--format", metavar="FORMATS", help="Report formats instead of the run's own: md, html, json.")] = [],
     config: ConfigFile = None,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     wait: Wait = False,
     as_json: JsonOut = False,
     quiet: Quiet = False,
@@ -283,6 +286,7 @@ def resume(
 ) -> None:
     """Continue a run: completed steps replay, the rest are paid for."""
     with _edge(debug):
+        cache_dir = store_location(store, cache_dir)
         _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet, wait=wait,
                   max_cost=max_cost, out_dir=out, formats=list(fmt) or None)
 
@@ -302,10 +306,9 @@ def _continue(run_id: str, *, cache_dir: str | None, config: str | None, as_json
 
 
 def _decide(run_id: str, decision: str, note: str | None, cache_dir: str | None) -> None:
-    from agent.config import resolve_cache_dir
     from agent.runs import Workspace
 
-    workspace = Workspace.open(resolve_cache_dir(cache_dir))
+    workspace = Workspace.open(cache_dir)
     try:
         workspace.journal.decide(run_id, decision, note)
     finally:
@@ -318,12 +321,14 @@ def approve(
     note: Annotated[Optional[str], typer.Option("--note", metavar="TEXT", help="A note for the next stage's prompt.")] = None,
     config: ConfigFile = None,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     as_json: JsonOut = False,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Approve a run waiting before a stage, and continue it here (its completed steps replay)."""
     with _edge(debug):
+        cache_dir = store_location(store, cache_dir)
         _decide(run_id, "approved", note, cache_dir)
         _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet)
 
@@ -333,22 +338,23 @@ def reject(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The waiting run to end.")],
     note: Annotated[Optional[str], typer.Option("--note", metavar="TEXT", help="Why, for the journal.")] = None,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     debug: Debug = False,
 ) -> None:
     """Reject a run waiting before a stage: it ends as 'rejected' and pays for nothing more."""
     with _edge(debug):
+        cache_dir = store_location(store, cache_dir)
         _decide(run_id, "rejected", note, cache_dir)
         sys.stdout.write(f"run {run_id} rejected\n")
 
 
 @app.command()
-def runs(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = False) -> None:
+def runs(cache_dir: CacheDir = None, store: StoreUrl = None, as_json: JsonOut = False, debug: Debug = False) -> None:
     """List runs, newest first."""
     with _edge(debug):
-        from agent.config import resolve_cache_dir
         from agent.runs import Workspace
 
-        workspace = Workspace.for_reading(resolve_cache_dir(cache_dir))
+        workspace = Workspace.for_reading(store_location(store, cache_dir))
         try:
             rows = []
             for run_ in workspace.journal.list_runs():
@@ -372,15 +378,15 @@ def runs(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = Fa
 def show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run to show.")],
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     as_json: JsonOut = False,
     debug: Debug = False,
 ) -> None:
     """Show a run: its status, report and every step."""
     with _edge(debug):
-        from agent.config import resolve_cache_dir
         from agent.runs import Workspace
 
-        workspace = Workspace.for_reading(resolve_cache_dir(cache_dir))
+        workspace = Workspace.for_reading(store_location(store, cache_dir))
         try:
             summary = workspace.summary(run_id)
         finally:
@@ -408,13 +414,13 @@ def show(
 
 
 @cache_app.command("stats")
-def cache_stats(cache_dir: CacheDir = None, as_json: JsonOut = False, debug: Debug = False) -> None:
+def cache_stats(cache_dir: CacheDir = None, store: StoreUrl = None, as_json: JsonOut = False,
+                debug: Debug = False) -> None:
     """Entries and size of the cache, by kind."""
     with _edge(debug):
-        from agent.config import resolve_cache_dir
-        from agent.store import Store
+        from agent.storage import store_stats
 
-        stats = Store.read_stats(resolve_cache_dir(cache_dir))
+        stats = store_stats(store_location(store, cache_dir))
         if as_json:
             _emit_json(stats)
             return
@@ -428,22 +434,28 @@ def cache_clear(
     kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, or failure (remembered failed page reads).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     debug: Debug = False,
 ) -> None:
     """Remove cached results (the run journal is kept). Cleared steps are paid for again when next needed."""
     with _edge(debug):
-        from agent.config import resolve_cache_dir
-        from agent.store import Store
+        from agent.storage import locate, open_storage
 
-        directory = resolve_cache_dir(cache_dir)
+        where = locate(store_location(store, cache_dir))
         what = f"every {kind} result" if kind else "every cached result"
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError(f"refusing to clear {what} without confirmation", hint="pass --yes")
-            typer.confirm(f"Remove {what} from {directory}?", abort=True)
-        with Store(directory) as store:
-            removed = store.clear(kind)
-        sys.stdout.write(f"removed {removed} entries from {directory}\n")
+            typer.confirm(f"Remove {what} from {where}?", abort=True)
+        results, _ = open_storage(where, journal=False)
+        try:
+            removed = results.clear(kind)
+        finally:
+            results.close()
+        sys.stdout.write(f"removed {removed} entries from {where}\n")
+
+
+import agent.cli_cache_io  # noqa: E402,F401  (adds 'cache export' and 'cache import' to cache_app)
 
 
 def main() -> None:

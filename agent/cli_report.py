@@ -26,7 +26,7 @@ from typing_extensions import Annotated
 report_app = typer.Typer(help="Scheduled reports defined in research.toml.", no_args_is_help=True)
 
 Config = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="The reports file [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
-from agent.cli_options import CacheDir, Debug, JsonOut, Quiet  # noqa: E402
+from agent.cli_options import CacheDir, Debug, JsonOut, Quiet, StoreUrl, store_location  # noqa: E402
 Now = Annotated[Optional[str], typer.Option("--now", metavar="DATETIME", help="Act as if it were this time (ISO date-time); for trying a schedule.")]
 
 EXIT_FAILED = 1
@@ -69,7 +69,6 @@ def _exit_code(outcomes: list[Any]) -> int:
 def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: bool = True,
              say=_out) -> list[Any]:
     """Run each report whose latest slot at ``now`` is not completed; older missed slots are skipped."""
-    from agent.config import resolve_cache_dir
     from agent.runs import Workspace
     from agent.schedule import latest_slot, slot_label, slots_between
     from pipelines.scheduled import run_slot, slot_run_id
@@ -78,7 +77,7 @@ def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: b
     for spec in reports.reports.values():
         slot = latest_slot(spec.schedule, spec.timezone, now)
         run_id = slot_run_id(spec, slot, cache_dir=cache_dir)
-        workspace = Workspace.open(resolve_cache_dir(cache_dir))
+        workspace = Workspace.open(cache_dir)
         try:
             existing = workspace.journal.find_run(run_id)
             earlier = [r for r in workspace.journal.report_runs(spec.name) if r["slot"] is not None
@@ -153,6 +152,7 @@ def report_run(
     at: Annotated[Optional[str], typer.Option("--at", metavar="DATETIME", help="Run the slot at or before this time (2026-11-23, 2026-11-23T06:00, ...Z) [default: now].")] = None,
     config: Config = None,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     as_json: JsonOut = False,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -161,6 +161,7 @@ def report_run(
     from agent.cli import _edge, _emit_json, _progress
 
     with _edge(debug):
+        cache_dir = store_location(store, cache_dir)
         from agent.errors import UsageError
         from agent.reportfile import load_reports
         from agent.schedule import latest_slot, parse_at
@@ -183,6 +184,7 @@ def report_run(
 def report_due(
     config: Config = None,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     now: Now = None,
     as_json: JsonOut = False,
     debug: Debug = False,
@@ -191,6 +193,7 @@ def report_due(
     from agent.cli import _edge, _emit_json
 
     with _edge(debug):
+        cache_dir = store_location(store, cache_dir)
         from agent.reportfile import load_reports
 
         reports = load_reports(config)
@@ -207,6 +210,7 @@ def report_due(
 def report_serve(
     config: Config = None,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     debug: Debug = False,
 ) -> None:
     """Run due reports, then sleep until the next slot, in the foreground (a container's command).
@@ -217,6 +221,7 @@ def report_serve(
     from agent.cli import _edge
 
     with _edge(debug):
+        cache_dir = store_location(store, cache_dir)
         from agent.reportfile import load_reports
         from agent.schedule import next_slot, slot_label
 
@@ -289,6 +294,7 @@ def report_cron(
 def report_list(
     config: Config = None,
     cache_dir: CacheDir = None,
+    store: StoreUrl = None,
     now: Now = None,
     as_json: JsonOut = False,
     debug: Debug = False,
@@ -297,7 +303,7 @@ def report_list(
     from agent.cli import _edge, _emit_json, _money
 
     with _edge(debug):
-        from agent.config import resolve_cache_dir
+        cache_dir = store_location(store, cache_dir)
         from agent.journal import totals
         from agent.reportfile import load_reports
         from agent.runs import Workspace
@@ -306,7 +312,7 @@ def report_list(
         reports = load_reports(config)
         moment = _now(now)
         rows = []
-        workspace = Workspace.for_reading(resolve_cache_dir(cache_dir))
+        workspace = Workspace.for_reading(cache_dir)
         try:
             for spec in reports.reports.values():
                 runs = workspace.journal.report_runs(spec.name)

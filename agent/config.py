@@ -43,6 +43,14 @@ def resolve_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     return Path(explicit or env("RESEARCH_CACHE_DIR") or DEFAULT_CACHE_DIR)
 
 
+def resolve_store(explicit: str | os.PathLike | None = None) -> str:
+    """Where results and the journal live: ``--store``/``--cache-dir``, else ``RESEARCH_STORE`` (a
+    ``postgresql://`` URL or a directory), else the cache directory. ``agent.storage`` reads it."""
+    if explicit:
+        return os.fspath(explicit)
+    return env("RESEARCH_STORE") or str(resolve_cache_dir())
+
+
 def parse_duration(text: str) -> float:
     """``30s``, ``30m``, ``12h``, ``7d`` or ``2w`` to seconds; raises ``ValueError`` on anything else.
 

@@ -6,9 +6,10 @@
     def classify(title: str, labels: list[str]) -> dict: ...
 
 The first call with given arguments runs the function and stores its (JSON) result; every later call
-with equal arguments, in this process or any other sharing the cache directory, replays it. Exceptions
-are never stored. Inside a research run the calls are journaled with the run's other steps; elsewhere
-they use the cache directory from ``RESEARCH_CACHE_DIR`` (default ``./cache``).
+with equal arguments, in this process or any other sharing the store, replays it. Exceptions are never
+stored. Inside a research run the calls are journaled with the run's other steps; elsewhere they use
+``RESEARCH_STORE`` (a ``postgresql://`` URL or a directory), else the cache directory from
+``RESEARCH_CACHE_DIR`` (default ``./cache``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from agent.errors import UsageError
@@ -27,14 +29,16 @@ _default: dict[str, Runtime] = {}
 
 
 def default_runtime() -> Runtime:
-    """A journal-less runtime on the configured cache directory, shared by the process."""
-    from agent.config import resolve_cache_dir
-    from agent.store import Store
+    """A journal-less runtime on the configured store (``RESEARCH_STORE``, else the cache directory),
+    shared by the process."""
+    from agent.storage import locate, open_storage
 
-    directory = str(resolve_cache_dir().resolve())
-    runtime = _default.get(directory)
+    where = locate()
+    name = str(Path(where.target).resolve()) if where.backend == "local" else where.target
+    runtime = _default.get(name)
     if runtime is None:
-        runtime = _default[directory] = Runtime(Store(directory))
+        store, _ = open_storage(where, journal=False)
+        runtime = _default[name] = Runtime(store)
     return runtime
 
 

@@ -7,6 +7,10 @@ completed steps are *pinned*: they replay the very result the run saw, by digest
 
 Writes use WAL with ``synchronous=NORMAL``: a commit survives the process being killed (it is in the OS
 page cache at once), which is the failure this journal exists for, without an fsync per step.
+
+:class:`JournalBase` holds what a journal decides (leases, claims, waits, effects, the events'
+arithmetic) over a few primitives; :class:`Journal` is the local (SQLite) backend, and
+``agent.backends.postgres`` the shared one. ``agent.storage.open_storage`` picks between them.
 """
 
 from __future__ import annotations
@@ -201,8 +205,342 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class Journal:
-    """Runs and their step events, in SQLite."""
+class JournalBase:
+    """What a journal decides, written once for every backend.
+
+    A backend brings a connection: :meth:`_exec` runs one statement (``?`` placeholders) and returns
+    a cursor-like object (``fetchone``, ``fetchall``, ``description``, ``rowcount``);
+    :meth:`_transaction` yields one on which read-then-write decisions cannot race (the SQLite backend
+    takes the database's write lock, PostgreSQL a lock on the names passed); :meth:`flush` writes
+    deferred events. Everything else (leases, claims, waits, effects, the events' arithmetic) is here.
+    """
+
+    #: The option that says where a journal is, for the hints of messages.
+    _OPTION = "--cache-dir"
+    _lock: threading.Lock
+    _pending: list[tuple]
+
+    @property
+    def where(self) -> Any:
+        """Where this journal is, as messages name it (never with a password)."""
+        raise NotImplementedError
+
+    def _exec(self, sql: str, params: tuple | dict = ()) -> Any:
+        raise NotImplementedError
+
+    def _transaction(self, *lock: str) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- runs --------------------------------------------------------------------------------
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        question: str,
+        inputs: dict[str, Any],
+        config: dict[str, Any],
+        fingerprint: str,
+        pipeline: str = "research",
+        pipeline_version: int = 1,
+        report: str | None = None,
+        slot: float | None = None,
+        holder: str | None = None,
+    ) -> int:
+        """Open a run, or reopen one with the same inputs, and take its lease; returns the attempt (1 for new).
+
+        Raises :class:`RunBusy` while another live process holds the run: one run id is one payer.
+        """
+        now = time.time()
+        holder = holder or holder_id()
+        host, pid = socket.gethostname(), os.getpid()
+        with self._transaction("run", run_id) as db:
+            cur = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+            row = cur.fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO runs (run_id, status, question, fingerprint, inputs, config, started_at,"
+                    " updated_at, attempts, pid, host, pipeline, pipeline_version, holder, lease_expires, report, slot)"
+                    " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, question, fingerprint, json.dumps(inputs), json.dumps(config), now, now,
+                     pid, host, pipeline, pipeline_version, holder, now + LEASE_SECONDS, report, slot),
+                )
+                return 1
+            run = dict(zip([c[0] for c in cur.description], row))
+            if run["fingerprint"] != fingerprint or run["pipeline"] != pipeline:
+                raise UsageError(
+                    f"run {run_id} already exists with different inputs",
+                    hint=f"use 'research resume {run_id}' to continue it, or pick another --run-id",
+                )
+            if _live(run, now) and run["holder"] != holder:
+                raise RunBusy(run_id, run["holder"] or f"{run['host']}:{run['pid']}", run["updated_at"])
+            attempt = int(run["attempts"]) + 1
+            db.execute(
+                "UPDATE runs SET status = 'running', attempts = ?, updated_at = ?, config = ?, finished_at = NULL,"
+                " error = NULL, pid = ?, host = ?, holder = ?, lease_expires = ?, pipeline_version = ?"
+                " WHERE run_id = ?",
+                (attempt, now, json.dumps(config), pid, host, holder, now + LEASE_SECONDS, pipeline_version, run_id),
+            )
+            return attempt
+
+    def renew(self, run_id: str, holder: str) -> bool:
+        """Extend ``holder``'s lease on a running run; False if it no longer holds it."""
+        cur = self._exec(
+            "UPDATE runs SET lease_expires = ? WHERE run_id = ? AND holder = ? AND status = 'running'",
+            (time.time() + LEASE_SECONDS, run_id, holder),
+        )
+        return cur.rowcount == 1
+
+    def finish_run(self, run_id: str, status: str, *, report_path: str | None = None, error: str | None = None,
+                   outcome: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        self._exec(
+            "UPDATE runs SET status = ?, updated_at = ?, finished_at = ?, report_path = COALESCE(?, report_path),"
+            " error = ?, outcome = COALESCE(?, outcome), lease_expires = NULL WHERE run_id = ?",
+            (status, now, now, report_path, error, json.dumps(outcome) if outcome is not None else None, run_id),
+        )
+
+    def _run_dict(self, cur: Any, row: tuple) -> dict[str, Any]:
+        run = dict(zip([c[0] for c in cur.description], row))
+        run["inputs"] = json.loads(run["inputs"])
+        run["config"] = json.loads(run["config"])
+        run["outcome"] = json.loads(run["outcome"]) if run.get("outcome") else None
+        if run["status"] == "running" and not _live(run, time.time()):
+            run["status"] = "interrupted"
+        if run["status"] == "waiting":
+            wait = self.open_wait(run["run_id"])
+            if wait is not None:
+                run["status"] = "expired" if wait["status"] == "expired" else "waiting"
+                run["waiting"] = {"stage": wait["stage"], "since": wait["since"], "until": wait["until"],
+                                  "continue": f"research approve {run['run_id']}"}
+        return run
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        cur = self._exec("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise UsageError(f"no run with id {run_id!r} in {self.where}",
+                             hint=f"list runs with 'research runs', or pass the {self._OPTION} it used")
+        return self._run_dict(cur, row)
+
+    def find_run(self, run_id: str) -> dict[str, Any] | None:
+        cur = self._exec("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = cur.fetchone()
+        return None if row is None else self._run_dict(cur, row)
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        cur = self._exec("SELECT * FROM runs ORDER BY started_at DESC")
+        return [self._run_dict(cur, row) for row in cur.fetchall()]
+
+    def report_runs(self, report: str) -> list[dict[str, Any]]:
+        """Runs of a scheduled report, latest slot first."""
+        cur = self._exec("SELECT * FROM runs WHERE report = ? ORDER BY slot DESC NULLS LAST, started_at DESC", (report,))
+        return [self._run_dict(cur, row) for row in cur.fetchall()]
+
+    # -- waits for people ---------------------------------------------------------------------
+    def wait_for(self, run_id: str, stage: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """The run's wait before ``stage``: made now (``waiting``) if it did not exist, else as decided."""
+        now = time.time()
+        with self._transaction("run", run_id) as db:
+            db.execute("INSERT INTO waits (run_id, stage, status, since, until) VALUES (?, ?, 'waiting', ?, ?)"
+                       " ON CONFLICT (run_id, stage) DO NOTHING",
+                       (run_id, stage, now, now + timeout_s if timeout_s is not None else None))
+        return self._wait_row(run_id, stage)
+
+    def _wait_row(self, run_id: str, stage: str) -> dict[str, Any]:
+        cur = self._exec("SELECT * FROM waits WHERE run_id = ? AND stage = ?", (run_id, stage))
+        row = dict(zip([c[0] for c in cur.description], cur.fetchone()))
+        if row["status"] == "waiting" and row["until"] is not None and row["until"] <= time.time():
+            row["status"] = "expired"
+        return row
+
+    def open_wait(self, run_id: str) -> dict[str, Any] | None:
+        cur = self._exec("SELECT stage FROM waits WHERE run_id = ? AND status = 'waiting' ORDER BY since DESC",
+                         (run_id,))
+        row = cur.fetchone()
+        return self._wait_row(run_id, row[0]) if row else None
+
+    def decide(self, run_id: str, decision: str, note: str | None = None) -> dict[str, Any]:
+        """Approve or reject the wait a run is stopped at; one clear error if it is not waiting."""
+        now = time.time()
+        with self._transaction("run", run_id) as db:
+            run = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                raise UsageError(f"no run with id {run_id!r} in {self.where}",
+                                 hint=f"list runs with 'research runs', or pass the {self._OPTION} it used")
+            row = db.execute("SELECT stage, until FROM waits WHERE run_id = ? AND status = 'waiting'",
+                             (run_id,)).fetchone()
+            if row is None or run[0] != "waiting":
+                raise UsageError(f"run {run_id} is not waiting for approval (it is {run[0]})",
+                                 hint="only a run stopped by --approve STAGE can be approved or rejected")
+            stage, until = row
+            if until is not None and until <= now:
+                db.execute("UPDATE waits SET status = 'expired', decided_at = ? WHERE run_id = ? AND stage = ?",
+                           (now, run_id, stage))
+                db.execute("UPDATE runs SET status = 'expired', updated_at = ? WHERE run_id = ?", (now, run_id))
+                raise UsageError(f"run {run_id} waited too long: its approval expired "
+                                 f"{_dt.datetime.fromtimestamp(until, tz=_dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
+                                 hint="start a new run")
+            db.execute("UPDATE waits SET status = ?, note = ?, decided_at = ? WHERE run_id = ? AND stage = ?",
+                       (decision, note, now, run_id, stage))
+            if decision == "rejected":
+                db.execute("UPDATE runs SET status = 'rejected', updated_at = ?, finished_at = ? WHERE run_id = ?",
+                           (now, now, run_id))
+        return self._wait_row(run_id, stage)
+
+    # -- step claims -------------------------------------------------------------------------
+    def claim(self, key: str, holder: str, run_id: str | None = None) -> str | None:
+        """Claim step ``key`` for ``holder`` before paying for it; None if claimed, else who holds it.
+
+        One payer per step across processes sharing this journal: a second run needing the same step
+        waits for the first one's stored result instead of paying again. A claim whose holder died (its
+        process gone on this host, or its lease not renewed) is taken over.
+        """
+        now = time.time()
+        with self._transaction("claim", key) as db:
+            row = db.execute("SELECT holder, expires FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > now and _holder_alive(row[0]):
+                return row[0]
+            db.execute("INSERT INTO claims (key, holder, run_id, expires) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, run_id = excluded.run_id,"
+                       " expires = excluded.expires", (key, holder, run_id, now + LEASE_SECONDS))
+        return None
+
+    def claim_holder(self, key: str) -> str | None:
+        """Who holds a live claim on ``key``, if anyone."""
+        row = self._exec("SELECT holder, expires FROM claims WHERE key = ?", (key,)).fetchone()
+        if row is None or row[1] <= time.time() or not _holder_alive(row[0]):
+            return None
+        return row[0]
+
+    def release_claim(self, key: str, holder: str) -> None:
+        self._exec("DELETE FROM claims WHERE key = ? AND holder = ?", (key, holder))
+
+    def renew_claims(self, holder: str) -> None:
+        self._exec("UPDATE claims SET expires = ? WHERE holder = ?", (time.time() + LEASE_SECONDS, holder))
+
+    # -- side effects ------------------------------------------------------------------------
+    def begin_effect(self, run_id: str, effect: str) -> bool:
+        """Record that ``effect`` (a webhook, a notification) is about to fire; False if it already fired.
+
+        The record is written before the effect fires, so a replayed or resumed run never fires it
+        again, and a second process finishing the same run meanwhile leaves it to the first. An effect
+        whose process died mid-send is tried again once :data:`EFFECT_SECONDS` have passed (its
+        receiver gets the same event id and can drop the duplicate).
+        """
+        now = time.time()
+        with self._transaction("effect", run_id, effect) as db:
+            row = db.execute("SELECT status, at FROM effects WHERE run_id = ? AND effect = ?", (run_id, effect)).fetchone()
+            if row is not None and row[0] == "sent":
+                return False
+            if row is not None and row[0] == "sending" and row[1] > now - EFFECT_SECONDS:
+                return False  # another process is sending it right now
+            db.execute(
+                "INSERT INTO effects (run_id, effect, status, attempts, at) VALUES (?, ?, 'sending', 1, ?)"
+                " ON CONFLICT (run_id, effect) DO UPDATE SET status = 'sending', attempts = effects.attempts + 1, at = ?",
+                (run_id, effect, now, now),
+            )
+        return True
+
+    def end_effect(self, run_id: str, effect: str, status: str, detail: dict[str, Any] | None = None) -> None:
+        self._exec("UPDATE effects SET status = ?, detail = ?, at = ? WHERE run_id = ? AND effect = ?",
+                   (status, json.dumps(detail) if detail is not None else None, time.time(), run_id, effect))
+
+    def effects(self, run_id: str) -> list[dict[str, Any]]:
+        cur = self._exec("SELECT effect, status, attempts, detail, at FROM effects WHERE run_id = ? ORDER BY at",
+                         (run_id,))
+        return [{"effect": e, "status": s, "attempts": a, "detail": json.loads(d) if d else None, "at": at}
+                for e, s, a, d, at in cur.fetchall()]
+
+    # -- events ------------------------------------------------------------------------------
+    _INSERT = (f"INSERT INTO events (run_id, attempt, {', '.join(EVENT_FIELDS)}, at)"
+               f" VALUES (?, ?, {', '.join('?' * len(EVENT_FIELDS))}, ?)")
+    #: Replay events waiting to be written together (see :meth:`record`).
+    DEFER_LIMIT = 256
+
+    def record(self, run_id: str, attempt: int, event: dict[str, Any], *, defer: bool = False) -> None:
+        """Append a step event.
+
+        Paid and failed events are committed at once: they are what a resume relies on. Replay
+        events may be ``defer``-red and written in batches (one transaction per batch keeps a replay
+        in microseconds); losing them to a kill costs nothing, since a resume replays those steps again.
+        """
+        row = (run_id, attempt, *[event.get(f) for f in EVENT_FIELDS], time.time())
+        with self._lock:
+            self._pending.append(row)
+            if defer and len(self._pending) < self.DEFER_LIMIT:
+                return
+        self.flush()
+
+    def pins(self, run_id: str) -> dict[str, str]:
+        """Key -> digest of every step this run completed, in any attempt."""
+        rows = self._exec(
+            "SELECT key, digest FROM events WHERE run_id = ? AND status = 'completed' ORDER BY id", (run_id,)
+        ).fetchall()
+        return {key: digest for key, digest in rows}
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        cur = self._exec("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        """One entry per step of the run, across its attempts.
+
+        A step this run paid for counts as paid (with its cost) even if a later attempt replayed it;
+        a step only ever replayed counts as replayed, its original cost as saved. A step paid more than
+        once (its stored result was lost between attempts) says so in ``paid_times``, and its cost is
+        what every payment cost: the totals are what was really spent.
+        """
+        by_key: dict[str, dict[str, Any]] = {}
+        paid: dict[str, list[float | None]] = {}
+        for ev in self.events(run_id):
+            if ev["status"] == "completed" and not ev["replayed"]:
+                paid.setdefault(ev["key"], []).append(ev["cost_usd"])
+            cur = by_key.get(ev["key"])
+            paid_before = cur is not None and cur["status"] == "completed" and not cur["replayed"]
+            if cur is None or not paid_before:
+                by_key[ev["key"]] = ev
+        steps = []
+        for ev in by_key.values():
+            costs = paid.get(ev["key"], [])
+            cost = ev["cost_usd"]
+            if len(costs) > 1:
+                cost = None if any(c is None for c in costs) else sum(costs)
+            step = {
+                "kind": ev["kind"], "name": ev["name"], "provider": ev["provider"], "model": ev["model"],
+                "key": ev["key"], "status": ev["status"], "replayed": bool(ev["replayed"]),
+                "input_tokens": ev["input_tokens"], "output_tokens": ev["output_tokens"],
+                "cost_usd": cost, "saved_usd": ev["saved_usd"], "duration_s": ev["duration_s"],
+                "paid_times": len(costs),
+            }
+            if ev.get("detail"):
+                step["detail"] = json.loads(ev["detail"])
+                step["truncated"] = step["detail"].get("finish_reason") == "length"
+            if ev["status"] == "failed":
+                step["error"] = ev["error"]
+            steps.append(step)
+        return steps
+
+    def attempt_counts(self, run_id: str, attempt: int) -> dict[str, int]:
+        """What one attempt of a run did: steps paid, replayed and failed by that attempt alone."""
+        rows = self._exec(
+            "SELECT status, replayed, COUNT(*) FROM events WHERE run_id = ? AND attempt = ? GROUP BY status, replayed",
+            (run_id, attempt)).fetchall()
+        counts = {"attempt": attempt, "paid": 0, "replayed": 0, "failed": 0}
+        for status, replayed, n in rows:
+            key = "failed" if status == "failed" else ("replayed" if replayed else "paid")
+            counts[key] += n
+        return counts
+
+
+class Journal(JournalBase):
+    """Runs and their step events, in SQLite: the local backend."""
 
     def __init__(self, directory: str | Path, *, read_only: bool = False) -> None:
         """Open (or create) the journal; ``read_only`` opens an existing one without writing anything,
@@ -308,9 +646,15 @@ class Journal:
         return StoreError(f"cannot use the run journal at {self.path}: {exc}",
                           hint="check free disk space and permissions, or pass --cache-dir; the run stopped before paying for more")
 
+    @property
+    def where(self) -> Path:
+        return self.path.parent
+
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locked) transaction: read-then-write decisions other processes cannot race."""
+    def _transaction(self, *lock: str) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locked) transaction: read-then-write decisions other processes cannot race.
+
+        It locks the whole database, so the names of what is decided (``lock``) are not needed."""
         if self._pending:
             self.flush()
         with self._lock:
@@ -325,245 +669,6 @@ class Journal:
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
-    # -- runs --------------------------------------------------------------------------------
-    def start_run(
-        self,
-        run_id: str,
-        *,
-        question: str,
-        inputs: dict[str, Any],
-        config: dict[str, Any],
-        fingerprint: str,
-        pipeline: str = "research",
-        pipeline_version: int = 1,
-        report: str | None = None,
-        slot: float | None = None,
-        holder: str | None = None,
-    ) -> int:
-        """Open a run, or reopen one with the same inputs, and take its lease; returns the attempt (1 for new).
-
-        Raises :class:`RunBusy` while another live process holds the run: one run id is one payer.
-        """
-        now = time.time()
-        holder = holder or holder_id()
-        host, pid = socket.gethostname(), os.getpid()
-        with self._transaction() as db:
-            cur = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-            row = cur.fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO runs (run_id, status, question, fingerprint, inputs, config, started_at,"
-                    " updated_at, attempts, pid, host, pipeline, pipeline_version, holder, lease_expires, report, slot)"
-                    " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, question, fingerprint, json.dumps(inputs), json.dumps(config), now, now,
-                     pid, host, pipeline, pipeline_version, holder, now + LEASE_SECONDS, report, slot),
-                )
-                return 1
-            run = dict(zip([c[0] for c in cur.description], row))
-            if run["fingerprint"] != fingerprint or run["pipeline"] != pipeline:
-                raise UsageError(
-                    f"run {run_id} already exists with different inputs",
-                    hint=f"use 'research resume {run_id}' to continue it, or pick another --run-id",
-                )
-            if _live(run, now) and run["holder"] != holder:
-                raise RunBusy(run_id, run["holder"] or f"{run['host']}:{run['pid']}", run["updated_at"])
-            attempt = int(run["attempts"]) + 1
-            db.execute(
-                "UPDATE runs SET status = 'running', attempts = ?, updated_at = ?, config = ?, finished_at = NULL,"
-                " error = NULL, pid = ?, host = ?, holder = ?, lease_expires = ?, pipeline_version = ?"
-                " WHERE run_id = ?",
-                (attempt, now, json.dumps(config), pid, host, holder, now + LEASE_SECONDS, pipeline_version, run_id),
-            )
-            return attempt
-
-    def renew(self, run_id: str, holder: str) -> bool:
-        """Extend ``holder``'s lease on a running run; False if it no longer holds it."""
-        cur = self._exec(
-            "UPDATE runs SET lease_expires = ? WHERE run_id = ? AND holder = ? AND status = 'running'",
-            (time.time() + LEASE_SECONDS, run_id, holder),
-        )
-        return cur.rowcount == 1
-
-    def finish_run(self, run_id: str, status: str, *, report_path: str | None = None, error: str | None = None,
-                   outcome: dict[str, Any] | None = None) -> None:
-        now = time.time()
-        self._exec(
-            "UPDATE runs SET status = ?, updated_at = ?, finished_at = ?, report_path = COALESCE(?, report_path),"
-            " error = ?, outcome = COALESCE(?, outcome), lease_expires = NULL WHERE run_id = ?",
-            (status, now, now, report_path, error, json.dumps(outcome) if outcome is not None else None, run_id),
-        )
-
-    def _run_dict(self, cur: sqlite3.Cursor, row: tuple) -> dict[str, Any]:
-        run = dict(zip([c[0] for c in cur.description], row))
-        run["inputs"] = json.loads(run["inputs"])
-        run["config"] = json.loads(run["config"])
-        run["outcome"] = json.loads(run["outcome"]) if run.get("outcome") else None
-        if run["status"] == "running" and not _live(run, time.time()):
-            run["status"] = "interrupted"
-        if run["status"] == "waiting":
-            wait = self.open_wait(run["run_id"])
-            if wait is not None:
-                run["status"] = "expired" if wait["status"] == "expired" else "waiting"
-                run["waiting"] = {"stage": wait["stage"], "since": wait["since"], "until": wait["until"],
-                                  "continue": f"research approve {run['run_id']}"}
-        return run
-
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        cur = self._exec("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise UsageError(f"no run with id {run_id!r} in {self.path.parent}",
-                             hint="list runs with 'research runs', or pass the --cache-dir it used")
-        return self._run_dict(cur, row)
-
-    def find_run(self, run_id: str) -> dict[str, Any] | None:
-        cur = self._exec("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        row = cur.fetchone()
-        return None if row is None else self._run_dict(cur, row)
-
-    def list_runs(self) -> list[dict[str, Any]]:
-        cur = self._exec("SELECT * FROM runs ORDER BY started_at DESC")
-        return [self._run_dict(cur, row) for row in cur.fetchall()]
-
-    def report_runs(self, report: str) -> list[dict[str, Any]]:
-        """Runs of a scheduled report, latest slot first."""
-        cur = self._exec("SELECT * FROM runs WHERE report = ? ORDER BY slot DESC, started_at DESC", (report,))
-        return [self._run_dict(cur, row) for row in cur.fetchall()]
-
-    # -- waits for people ---------------------------------------------------------------------
-    def wait_for(self, run_id: str, stage: str, *, timeout_s: float | None = None) -> dict[str, Any]:
-        """The run's wait before ``stage``: made now (``waiting``) if it did not exist, else as decided."""
-        now = time.time()
-        with self._transaction() as db:
-            db.execute("INSERT INTO waits (run_id, stage, status, since, until) VALUES (?, ?, 'waiting', ?, ?)"
-                       " ON CONFLICT (run_id, stage) DO NOTHING",
-                       (run_id, stage, now, now + timeout_s if timeout_s is not None else None))
-        return self._wait_row(run_id, stage)
-
-    def _wait_row(self, run_id: str, stage: str) -> dict[str, Any]:
-        cur = self._exec("SELECT * FROM waits WHERE run_id = ? AND stage = ?", (run_id, stage))
-        row = dict(zip([c[0] for c in cur.description], cur.fetchone()))
-        if row["status"] == "waiting" and row["until"] is not None and row["until"] <= time.time():
-            row["status"] = "expired"
-        return row
-
-    def open_wait(self, run_id: str) -> dict[str, Any] | None:
-        cur = self._exec("SELECT stage FROM waits WHERE run_id = ? AND status = 'waiting' ORDER BY since DESC",
-                         (run_id,))
-        row = cur.fetchone()
-        return self._wait_row(run_id, row[0]) if row else None
-
-    def decide(self, run_id: str, decision: str, note: str | None = None) -> dict[str, Any]:
-        """Approve or reject the wait a run is stopped at; one clear error if it is not waiting."""
-        now = time.time()
-        with self._transaction() as db:
-            run = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if run is None:
-                raise UsageError(f"no run with id {run_id!r} in {self.path.parent}",
-                                 hint="list runs with 'research runs', or pass the --cache-dir it used")
-            row = db.execute("SELECT stage, until FROM waits WHERE run_id = ? AND status = 'waiting'",
-                             (run_id,)).fetchone()
-            if row is None or run[0] != "waiting":
-                raise UsageError(f"run {run_id} is not waiting for approval (it is {run[0]})",
-                                 hint="only a run stopped by --approve STAGE can be approved or rejected")
-            stage, until = row
-            if until is not None and until <= now:
-                db.execute("UPDATE waits SET status = 'expired', decided_at = ? WHERE run_id = ? AND stage = ?",
-                           (now, run_id, stage))
-                db.execute("UPDATE runs SET status = 'expired', updated_at = ? WHERE run_id = ?", (now, run_id))
-                raise UsageError(f"run {run_id} waited too long: its approval expired "
-                                 f"{_dt.datetime.fromtimestamp(until, tz=_dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
-                                 hint="start a new run")
-            db.execute("UPDATE waits SET status = ?, note = ?, decided_at = ? WHERE run_id = ? AND stage = ?",
-                       (decision, note, now, run_id, stage))
-            if decision == "rejected":
-                db.execute("UPDATE runs SET status = 'rejected', updated_at = ?, finished_at = ? WHERE run_id = ?",
-                           (now, now, run_id))
-        return self._wait_row(run_id, stage)
-
-    # -- step claims -------------------------------------------------------------------------
-    def claim(self, key: str, holder: str, run_id: str | None = None) -> str | None:
-        """Claim step ``key`` for ``holder`` before paying for it; None if claimed, else who holds it.
-
-        One payer per step across processes sharing this journal: a second run needing the same step
-        waits for the first one's stored result instead of paying again. A claim whose holder died (its
-        process gone on this host, or its lease not renewed) is taken over.
-        """
-        now = time.time()
-        with self._transaction() as db:
-            row = db.execute("SELECT holder, expires FROM claims WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[0] != holder and row[1] > now and _holder_alive(row[0]):
-                return row[0]
-            db.execute("INSERT INTO claims (key, holder, run_id, expires) VALUES (?, ?, ?, ?)"
-                       " ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, run_id = excluded.run_id,"
-                       " expires = excluded.expires", (key, holder, run_id, now + LEASE_SECONDS))
-        return None
-
-    def claim_holder(self, key: str) -> str | None:
-        """Who holds a live claim on ``key``, if anyone."""
-        row = self._exec("SELECT holder, expires FROM claims WHERE key = ?", (key,)).fetchone()
-        if row is None or row[1] <= time.time() or not _holder_alive(row[0]):
-            return None
-        return row[0]
-
-    def release_claim(self, key: str, holder: str) -> None:
-        self._exec("DELETE FROM claims WHERE key = ? AND holder = ?", (key, holder))
-
-    def renew_claims(self, holder: str) -> None:
-        self._exec("UPDATE claims SET expires = ? WHERE holder = ?", (time.time() + LEASE_SECONDS, holder))
-
-    # -- side effects ------------------------------------------------------------------------
-    def begin_effect(self, run_id: str, effect: str) -> bool:
-        """Record that ``effect`` (a webhook, a notification) is about to fire; False if it already fired.
-
-        The record is written before the effect fires, so a replayed or resumed run never fires it
-        again, and a second process finishing the same run meanwhile leaves it to the first. An effect
-        whose process died mid-send is tried again once :data:`EFFECT_SECONDS` have passed (its
-        receiver gets the same event id and can drop the duplicate).
-        """
-        now = time.time()
-        with self._transaction() as db:
-            row = db.execute("SELECT status, at FROM effects WHERE run_id = ? AND effect = ?", (run_id, effect)).fetchone()
-            if row is not None and row[0] == "sent":
-                return False
-            if row is not None and row[0] == "sending" and row[1] > now - EFFECT_SECONDS:
-                return False  # another process is sending it right now
-            db.execute(
-                "INSERT INTO effects (run_id, effect, status, attempts, at) VALUES (?, ?, 'sending', 1, ?)"
-                " ON CONFLICT (run_id, effect) DO UPDATE SET status = 'sending', attempts = attempts + 1, at = ?",
-                (run_id, effect, now, now),
-            )
-        return True
-
-    def end_effect(self, run_id: str, effect: str, status: str, detail: dict[str, Any] | None = None) -> None:
-        self._exec("UPDATE effects SET status = ?, detail = ?, at = ? WHERE run_id = ? AND effect = ?",
-                   (status, json.dumps(detail) if detail is not None else None, time.time(), run_id, effect))
-
-    def effects(self, run_id: str) -> list[dict[str, Any]]:
-        cur = self._exec("SELECT effect, status, attempts, detail, at FROM effects WHERE run_id = ? ORDER BY at",
-                         (run_id,))
-        return [{"effect": e, "status": s, "attempts": a, "detail": json.loads(d) if d else None, "at": at}
-                for e, s, a, d, at in cur.fetchall()]
-
-    # -- events ------------------------------------------------------------------------------
-    _INSERT = (f"INSERT INTO events (run_id, attempt, {', '.join(EVENT_FIELDS)}, at)"
-               f" VALUES (?, ?, {', '.join('?' * len(EVENT_FIELDS))}, ?)")
-    #: Replay events waiting to be written together (see :meth:`record`).
-    DEFER_LIMIT = 256
-
-    def record(self, run_id: str, attempt: int, event: dict[str, Any], *, defer: bool = False) -> None:
-        """Append a step event.
-
-        Paid and failed events are committed at once: they are what a resume relies on. Replay
-        events may be ``defer``-red and written in batches (one transaction per batch keeps a replay
-        in microseconds); losing them to a kill costs nothing, since a resume replays those steps again.
-        """
-        row = (run_id, attempt, *[event.get(f) for f in EVENT_FIELDS], time.time())
-        with self._lock:
-            self._pending.append(row)
-            if defer and len(self._pending) < self.DEFER_LIMIT:
-                return
-        self.flush()
 
     def flush(self) -> None:
         """Write deferred events."""
@@ -577,67 +682,6 @@ class Journal:
                     self._db.executemany(self._INSERT, rows)
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
-
-    def pins(self, run_id: str) -> dict[str, str]:
-        """Key -> digest of every step this run completed, in any attempt."""
-        rows = self._exec(
-            "SELECT key, digest FROM events WHERE run_id = ? AND status = 'completed' ORDER BY id", (run_id,)
-        ).fetchall()
-        return {key: digest for key, digest in rows}
-
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        cur = self._exec("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
-        names = [c[0] for c in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
-
-    def steps(self, run_id: str) -> list[dict[str, Any]]:
-        """One entry per step of the run, across its attempts.
-
-        A step this run paid for counts as paid (with its cost) even if a later attempt replayed it;
-        a step only ever replayed counts as replayed, its original cost as saved. A step paid more than
-        once (its stored result was lost between attempts) says so in ``paid_times``, and its cost is
-        what every payment cost: the totals are what was really spent.
-        """
-        by_key: dict[str, dict[str, Any]] = {}
-        paid: dict[str, list[float | None]] = {}
-        for ev in self.events(run_id):
-            if ev["status"] == "completed" and not ev["replayed"]:
-                paid.setdefault(ev["key"], []).append(ev["cost_usd"])
-            cur = by_key.get(ev["key"])
-            paid_before = cur is not None and cur["status"] == "completed" and not cur["replayed"]
-            if cur is None or not paid_before:
-                by_key[ev["key"]] = ev
-        steps = []
-        for ev in by_key.values():
-            costs = paid.get(ev["key"], [])
-            cost = ev["cost_usd"]
-            if len(costs) > 1:
-                cost = None if any(c is None for c in costs) else sum(costs)
-            step = {
-                "kind": ev["kind"], "name": ev["name"], "provider": ev["provider"], "model": ev["model"],
-                "key": ev["key"], "status": ev["status"], "replayed": bool(ev["replayed"]),
-                "input_tokens": ev["input_tokens"], "output_tokens": ev["output_tokens"],
-                "cost_usd": cost, "saved_usd": ev["saved_usd"], "duration_s": ev["duration_s"],
-                "paid_times": len(costs),
-            }
-            if ev.get("detail"):
-                step["detail"] = json.loads(ev["detail"])
-                step["truncated"] = step["detail"].get("finish_reason") == "length"
-            if ev["status"] == "failed":
-                step["error"] = ev["error"]
-            steps.append(step)
-        return steps
-
-    def attempt_counts(self, run_id: str, attempt: int) -> dict[str, int]:
-        """What one attempt of a run did: steps paid, replayed and failed by that attempt alone."""
-        rows = self._exec(
-            "SELECT status, replayed, COUNT(*) FROM events WHERE run_id = ? AND attempt = ? GROUP BY status, replayed",
-            (run_id, attempt)).fetchall()
-        counts = {"attempt": attempt, "paid": 0, "replayed": 0, "failed": 0}
-        for status, replayed, n in rows:
-            key = "failed" if status == "failed" else ("replayed" if replayed else "paid")
-            counts[key] += n
-        return counts
 
     def close(self) -> None:
         self.flush()

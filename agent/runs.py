@@ -1,4 +1,5 @@
-"""Opening, resuming and closing runs: the glue between a workflow, the store and the journal."""
+"""Opening, resuming and closing runs: the glue between a workflow, the store and the journal (whichever
+backend ``agent.storage`` opened)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from agent.errors import UsageError
-from agent.journal import LEASE_SECONDS, Journal, holder_id, totals
+from agent.journal import LEASE_SECONDS, holder_id, totals
 from agent.keys import content_hash
 from agent.steps import Runtime, StepSpec
-from agent.store import Store
+from agent.storage import Location, ResultStore, RunJournal, locate, open_storage
 
 # '@' and ':' let a scheduled report's run id name its slot: ``nightly@2026-11-23T06:00Z``.
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,95}$")
@@ -34,28 +35,28 @@ def check_run_id(run_id: str) -> str:
 
 @dataclass
 class Workspace:
-    """The cache directory: a store and a journal side by side."""
+    """A store and a journal side by side: a cache directory, or a shared database."""
 
-    directory: Path
-    store: Store
-    journal: Journal
+    location: Location
+    store: ResultStore
+    journal: RunJournal
     leases: dict[str, "Lease"] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, directory: str | Path) -> "Workspace":
-        directory = Path(directory)
-        journal = Journal(directory)
-        try:
-            return cls(directory, Store(directory), journal)
-        except BaseException:
-            journal.close()
-            raise
+    def open(cls, location: str | Path | Location | None = None) -> "Workspace":
+        """The store and journal ``location`` names (a directory or a ``postgresql://`` URL; by default
+        ``RESEARCH_STORE``, else the cache directory), made by :func:`agent.storage.open_storage`."""
+        where = locate(location)
+        store, journal = open_storage(where)
+        return cls(where, store, journal)  # type: ignore[arg-type]
 
     @classmethod
-    def for_reading(cls, directory: str | Path) -> "Workspace":
+    def for_reading(cls, location: str | Path | Location | None = None) -> "Workspace":
         """The journal alone, opened read-only if need be: what ``runs``, ``show`` and ``report list``
         need, and all that works on a full or read-only cache directory."""
-        return cls(Path(directory), None, Journal.for_reading(directory))  # type: ignore[arg-type]
+        where = locate(location)
+        _, journal = open_storage(where, reading=True)
+        return cls(where, None, journal)  # type: ignore[arg-type]
 
     def start(
         self,
@@ -124,7 +125,7 @@ class Lease:
     expiry and another resumed the run), :attr:`lost` is set and the run stops paying.
     """
 
-    def __init__(self, journal: Journal, run_id: str, holder: str) -> None:
+    def __init__(self, journal: RunJournal, run_id: str, holder: str) -> None:
         self.journal, self.run_id, self.holder = journal, run_id, holder
         self.lost = False
         self._stop = threading.Event()

@@ -26,10 +26,9 @@ from functools import cached_property
 from typing import Any, Awaitable, Callable
 
 from agent.errors import ResearchError
-from agent.journal import Journal
 from agent.keys import step_key
 from agent.secrets import redact
-from agent.store import Store
+from agent.storage import ResultStore, RunJournal
 
 
 @dataclass
@@ -99,8 +98,8 @@ class Runtime:
 
     def __init__(
         self,
-        store: Store,
-        journal: Journal | None = None,
+        store: ResultStore,
+        journal: RunJournal | None = None,
         *,
         run_id: str | None = None,
         attempt: int = 1,

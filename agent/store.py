@@ -7,6 +7,10 @@ on read, any row or file diskcache marked as pickled. Such a row, or one that is
 Each entry is a *record*: the step's result ``value`` with what it cost when it was paid for (usage,
 cost, duration) and when it was stored. A record whose result is replaced (a page fetched again after it
 went stale) is kept under ``KEY@DIGEST`` so a resumed run can still replay exactly what it saw.
+
+What a record is (:func:`new_record`, :func:`decode_record`, freshness, what an import may do) is
+written here once for every backend; :class:`Store` is the local (diskcache) backend, and
+``agent.backends.postgres`` the shared one.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import diskcache
 from diskcache.core import MODE_PICKLE, UNKNOWN
@@ -58,6 +62,70 @@ class JSONDisk(diskcache.Disk):
 
 def _now() -> float:
     return time.time()
+
+
+# -- records, for every backend ------------------------------------------------------------------
+def new_record(value: Any, *, kind: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record a successful result is stored as: ``meta``, its kind, value, digest and time."""
+    record = dict(meta or {})
+    record["kind"] = kind
+    record["value"] = value
+    record["digest"] = content_hash(value)
+    record["stored_at"] = _now()
+    return record
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """A record as JSON bytes (never NaN: it would not read back as JSON elsewhere)."""
+    return json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def decode_record(raw: bytes | str | None) -> dict[str, Any] | None:
+    """The record in ``raw``; ``None`` for anything that is not a JSON object with a ``value``."""
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(record, dict) or "value" not in record:
+        return None
+    return record
+
+
+def is_stale(record: dict[str, Any], max_age: float | None) -> bool:
+    return max_age is not None and _now() - record.get("stored_at", 0) > max_age
+
+
+def check_import(key: Any, record: Any) -> str | None:
+    """What is wrong with an exported ``(key, record)`` line, or ``None``: a record must carry a value
+    whose digest it states truly, and a pinned version (``KEY@DIGEST``) must be the one its key names."""
+    if not isinstance(key, str) or not key:
+        return "no key"
+    if not isinstance(record, dict) or "value" not in record:
+        return "no record with a value"
+    if not isinstance(record.get("kind"), str):
+        return "no kind"
+    try:
+        digest = content_hash(record["value"])
+    except (TypeError, ValueError):
+        return "a value that is not JSON"
+    if record.get("digest") != digest:
+        return "a digest that is not its value's"
+    base, at, pinned = key.rpartition("@")
+    if at and base and len(pinned) == len(digest) and pinned != digest:
+        return "a pinned version whose digest is not its key's"
+    return None
+
+
+def import_outcome(previous: dict[str, Any] | None, record: dict[str, Any], overwrite: bool) -> str:
+    """What importing ``record`` over ``previous`` does: ``added``, ``same`` (already there),
+    ``conflict`` (a different value is there and stays) or ``replaced`` (``overwrite``)."""
+    if previous is None:
+        return "added"
+    if previous.get("digest") == record.get("digest"):
+        return "same"
+    return "replaced" if overwrite else "conflict"
 
 
 #: Files the cache directory holds; created user-only (0600) in a user-only (0700) directory.
@@ -123,7 +191,7 @@ class Store:
     def get(self, key: str, *, max_age: float | None = None) -> dict[str, Any] | None:
         """The record for ``key``, or ``None`` when it is absent, unreadable or older than ``max_age``."""
         record = self._read(key)
-        if record is not None and max_age is not None and _now() - record.get("stored_at", 0) > max_age:
+        if record is not None and is_stale(record, max_age):
             return None
         return record
 
@@ -146,25 +214,13 @@ class Store:
                 f"cannot read the cache at {self.directory}: {exc}",
                 hint="pass --cache-dir to use another directory, or move this one aside",
             ) from exc
-        if raw is None:
-            return None
-        try:
-            record = json.loads(raw)
-        except (ValueError, TypeError):
-            return None
-        if not isinstance(record, dict) or "value" not in record:
-            return None
-        return record
+        return decode_record(raw)
 
     # -- writing -----------------------------------------------------------------------------
     def put(self, key: str, value: Any, *, kind: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """Store a successful result and return its record (with its digest)."""
-        record = dict(meta or {})
-        record["kind"] = kind
-        record["value"] = value
-        record["digest"] = content_hash(value)
-        record["stored_at"] = _now()
-        data = json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        record = new_record(value, kind=kind, meta=meta)
+        data = encode_record(record)
         try:
             with self._cache.transact():
                 previous = self._read(key)
@@ -180,6 +236,47 @@ class Store:
                 hint="check free disk space and permissions, or pass --cache-dir; the run stopped before paying for more",
             ) from exc
         return record
+
+    # -- moving results between stores ---------------------------------------------------------
+    def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every readable ``(key, record)``, pinned old versions (``KEY@DIGEST``) included, oldest first.
+
+        Pickled keys and rows, and rows that are not records, are skipped, as a read skips them."""
+        try:
+            keys = [key for (key,) in self._cache._sql("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid").fetchall()]
+        except (OSError, sqlite3.Error) as exc:
+            if _is_damage(exc):
+                raise damaged(self.directory / "cache.db", exc) from exc
+            raise StoreError(f"cannot read the cache at {self.directory}: {exc}",
+                             hint="pass --cache-dir to use another directory, or move this one aside") from exc
+        for key in keys:
+            if not isinstance(key, str):
+                continue
+            record = self._read(key)
+            if record is not None:
+                yield key, record
+
+    def put_record(self, key: str, record: dict[str, Any], *, overwrite: bool = False) -> str:
+        """Store a record exported from another store as it is (its digest, time and costs kept).
+
+        Returns :func:`import_outcome`'s word. A different value already here stays unless
+        ``overwrite``, and then it is still kept under ``KEY@DIGEST``, as :meth:`put` keeps it."""
+        data = encode_record(record)
+        try:
+            with self._cache.transact():
+                previous = self._read(key)
+                outcome = import_outcome(previous, record, overwrite)
+                if outcome == "replaced":
+                    old = json.dumps(previous, ensure_ascii=False).encode("utf-8")
+                    self._cache.set(f"{key}@{previous['digest']}", old, tag=previous.get("kind") or record["kind"])
+                if outcome in ("added", "replaced"):
+                    self._cache.set(key, data, tag=record["kind"])
+        except (OSError, sqlite3.Error) as exc:
+            if _is_damage(exc):
+                raise damaged(self.directory / "cache.db", exc) from exc
+            raise StoreError(f"cannot write to the cache at {self.directory}: {exc}",
+                             hint="check free disk space and permissions, or pass --cache-dir") from exc
+        return outcome
 
     # -- housekeeping ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

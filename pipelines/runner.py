@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from agent.config import resolve_cache_dir
 from agent.errors import (BudgetExceeded, ProviderError, ResearchError, RunRejected, RunStopped, RunWaiting, SourceError,
                           UsageError)
 from agent.journal import RunBusy, totals
@@ -137,7 +136,7 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
     inputs = pipeline.normalize(inputs)
     options.formats = check_formats(options.formats)
     check_out_dir(options.out_dir)
-    workspace = Workspace.open(resolve_cache_dir(options.cache_dir))
+    workspace = Workspace.open(options.cache_dir)
     run_id = options.run_id or new_run_id()
     lease = None
     try:
@@ -252,7 +251,7 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
 
 def resume(cache_dir: str | None, run_id: str, **overrides: Any) -> tuple[Pipeline, Any, RunOptions, dict[str, Any]]:
     """The pipeline, inputs and options a run was started with, to run it again under the same id."""
-    workspace = Workspace.open(resolve_cache_dir(cache_dir))
+    workspace = Workspace.open(cache_dir)
     try:
         run = workspace.journal.get_run(run_id)
     finally:

@@ -170,13 +170,12 @@ class SlotRun:
 def slot_run_id(spec: ReportSpec, slot: _dt.datetime, *, cache_dir: str | None = None) -> str:
     """``NAME@SLOT``; or, when that run was made from another definition of the report (the file was
     edited since), ``NAME@SLOT+HASH`` of the new inputs, so every process with the same file agrees."""
-    from agent.config import resolve_cache_dir
     from agent.keys import content_hash
     from agent.runs import Workspace
 
     base = f"{spec.name}@{schedule.slot_label(slot)}"
     fingerprint = content_hash(normalize_report_inputs(slot_inputs(spec, slot)).to_json())
-    workspace = Workspace.open(resolve_cache_dir(cache_dir))
+    workspace = Workspace.open(cache_dir)
     try:
         run = workspace.journal.find_run(base)
     finally:
@@ -247,10 +246,9 @@ async def _slot(report: str, slot: _dt.datetime, run_id: str, inputs: ReportInpu
 
 
 def _run_totals(cache_dir: str | None, run_id: str) -> dict[str, Any]:
-    from agent.config import resolve_cache_dir
     from agent.runs import Workspace
 
-    workspace = Workspace.open(resolve_cache_dir(cache_dir))
+    workspace = Workspace.open(cache_dir)
     try:
         return totals(workspace.journal.steps(run_id)) if workspace.journal.find_run(run_id) else {}
     finally:
@@ -284,11 +282,10 @@ def notify(webhook: str | None, outcome: SlotRun, *, cache_dir: str | None = Non
     """
     if not webhook:
         return None
-    from agent.config import resolve_cache_dir
     from agent.runs import Workspace
     from agent.webhook import deliver, redact_url
 
-    workspace = Workspace.open(resolve_cache_dir(cache_dir))
+    workspace = Workspace.open(cache_dir)
     try:
         run = workspace.journal.find_run(outcome.run_id)
         attempt = run["attempts"] if run else 0
