@@ -458,6 +458,11 @@ def cache_clear(
 import agent.cli_cache_io  # noqa: E402,F401  (adds 'cache export' and 'cache import' to cache_app)
 
 
+from agent.cli_ui import ui  # noqa: E402  (imports no web framework: 'research ui' does when it runs)
+
+app.command()(ui)
+
+
 def main() -> None:
     """Console entry point: usage errors, too, are one line."""
     try:
