@@ -170,6 +170,13 @@ def describe(url: str) -> dict[str, str]:
     return {"host": host, "port": port, "dbname": dbname, "user": user, "display": shown}
 
 
+def _query_keys(url: str) -> set[str]:
+    try:
+        return set(parse_qs(urlsplit(url).query))
+    except ValueError:
+        return set()
+
+
 def _passwords(url: str) -> list[str]:
     try:
         parts = urlsplit(url)
@@ -237,7 +244,10 @@ class Database:
         self.info = describe(url)
         self.display = self.info["display"]
         self._secrets = _passwords(url)
-        kwargs = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT, "application_name": "durable-research"}
+        given = _query_keys(url)
+        kwargs: dict[str, Any] = {"autocommit": True}
+        kwargs.update({k: v for k, v in (("connect_timeout", CONNECT_TIMEOUT), ("application_name", "durable-research"))
+                       if k not in given})  # what the URL sets, it keeps
         try:
             conn = self.psycopg.connect(url, **kwargs)
         except self.psycopg.Error as exc:
