@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 _SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|_SECRET|PASSWORD)$")
 # Variables naming a server (OPENAI_BASE_URL, OLLAMA_HOST, FIRECRAWL_API_URL, https_proxy...): not secret
 # themselves, but credentials written into them are.
-_URL_NAME = re.compile(r"(_URL|_HOST|_PROXY)$", re.IGNORECASE)
+_URL_NAME = re.compile(r"(_URL|_HOST|_PROXY|_STORE)$", re.IGNORECASE)
 # Shapes of vendor keys, masked even when the key is not in this process's environment.
 _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|fc-[A-Za-z0-9]{16,})")
 # ``scheme://user:password@`` anywhere in a text. The user part is kept (it says which account was

@@ -351,6 +351,9 @@ def strip_emphasis(markdown: str) -> str:
     return _ITALIC.sub(r"\2", _BOLD.sub(r"\2", markdown))
 
 
+_HTML_LOCK = threading.Lock()
+
+
 def html_convert(html: str | bytes, url: str = "", **settings: Any) -> Converted:
     """An HTML page's main content as Markdown, with its title, site, author and date.
 
@@ -364,14 +367,18 @@ def html_convert(html: str | bytes, url: str = "", **settings: Any) -> Converted
     options = {**EXTRACTION, **settings}
     comments_wanted = options.pop("include_comments")
     keep_emphasis = options.pop("keep_emphasis")
-    tree = load_html(html)
-    if tree is None:
-        return Converted(text="")
-    document = trafilatura.bare_extraction(
-        tree, url=url or None, with_metadata=True, include_formatting=True, include_comments=comments_wanted,
-        # Dates the page states in its markup, not ones guessed from its text.
-        date_extraction_params={"extensive_search": False, "original_date": True}, **options,
-    )
+    # One page at a time: lxml trees copied by trafilatura in several threads at once crashed the whole
+    # process (a C-level abort, seen with 65 real pages read together). The work is CPU-bound under the
+    # GIL anyway; the lock only keeps it off the event loop, safely.
+    with _HTML_LOCK:
+        tree = load_html(html)
+        if tree is None:
+            return Converted(text="")
+        document = trafilatura.bare_extraction(
+            tree, url=url or None, with_metadata=True, include_formatting=True, include_comments=comments_wanted,
+            # Dates the page states in its markup, not ones guessed from its text.
+            date_extraction_params={"extensive_search": False, "original_date": True}, **options,
+        )
     if document is not None and not hasattr(document, "text"):  # trafilatura 1.x returns a dict
         from types import SimpleNamespace
 
