@@ -224,6 +224,7 @@ def run(
     allow_private_hosts: Annotated[bool, typer.Option("--allow-private-hosts", help="Let the built-in fetcher follow redirects (and unnamed hosts) to private and loopback addresses.")] = False,
     approve: Annotated[List[str], typer.Option("--approve", metavar="STAGE", help="Stop before this stage (analyze, report) until 'research approve RUN_ID' (repeatable).")] = [],
     approve_timeout: Annotated[Optional[str], typer.Option("--approve-timeout", metavar="AGE", help="A wait for approval expires after this long (3d, 12h).")] = None,
+    no_check_claims: Annotated[bool, typer.Option("--no-check-claims", help="Do not hold the report's cited sentences against their sources.")] = False,
     ignore_robots: Annotated[bool, typer.Option("--ignore-robots", help="Read pages even where a site's robots.txt disallows it.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Read again pages that failed lastingly (404, unknown host) on an earlier run.")] = False,
     cache_dir: CacheDir = None,
@@ -266,7 +267,8 @@ def run(
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
                                   run_id=run_id, allow_private_hosts=allow_private_hosts,
                                   approve=[a.strip().lower() for a in approve], approve_timeout=timeout_s,
-                                  retry_failed=retry_failed, ignore_robots=ignore_robots)
+                                  retry_failed=retry_failed, ignore_robots=ignore_robots,
+                                  no_check_claims=no_check_claims)
         _run("research", inputs, options, as_json=as_json, quiet=quiet, wait=wait)
 
 

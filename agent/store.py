@@ -1,7 +1,7 @@
 """The content-addressed result store: diskcache holding JSON bytes, and nothing else.
 
 diskcache pickles and unpickles by default; a pickle planted in a shared cache directory would then run
-code on read. :class:`JSONDisk` closes that door: it writes only ``bytes`` under ``str`` keys and refuses,
+code on read. :class:`JSONBytesDisk` closes that door: it writes only ``bytes`` under ``str`` keys and refuses,
 on read, any row or file diskcache marked as pickled. Such a row, or one that is not valid JSON, is a miss.
 
 Each entry is a *record*: the step's result ``value`` with what it cost when it was paid for (usage,
@@ -33,7 +33,7 @@ class UnsafeRow(Exception):
     """A stored row that would need unpickling to read; treated as a miss."""
 
 
-class JSONDisk(diskcache.Disk):
+class JSONBytesDisk(diskcache.Disk):
     """A diskcache ``Disk`` that stores raw bytes under string keys and never unpickles."""
 
     def put(self, key):
@@ -172,7 +172,7 @@ class Store:
 
             self._cache = _retry_locked(lambda: diskcache.Cache(
                 str(self.directory),
-                disk=JSONDisk,
+                disk=JSONBytesDisk,
                 eviction_policy="none",
                 size_limit=2**62,
                 statistics=False,

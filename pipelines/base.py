@@ -75,6 +75,7 @@ class RunOptions:
     approve_timeout: float | None = None
     retry_failed: bool = False
     ignore_robots: bool = False
+    no_check_claims: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

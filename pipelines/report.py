@@ -76,6 +76,8 @@ def markdown(result: "ResearchResult") -> str:
         lines += ["## Analyses", ""]
         for analysis in result.analyses:
             lines += [f"### {analysis['model']}", "", _safe(analysis["text"].strip()), ""]
+    if getattr(result, "claims_section", ""):
+        lines += [_safe(result.claims_section.strip()), ""]
     lines += ["## Sources", ""]
     for source in result.sources:
         lines += [f"### [{source.id}] {_safe(source.title)}", ""]

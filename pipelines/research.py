@@ -103,11 +103,23 @@ class ResearchResult:
     markdown: str = ""
     #: Set by pipelines that compare with an earlier report: the "What changed" section's Markdown.
     changes: str = ""
+    #: Every cited sentence held against its sources (see :mod:`agent.claimcheck`), and their counts.
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    claims_summary: dict[str, int] = field(default_factory=dict)
+    claims_section: str = ""
 
     def findings(self) -> list[str]:
-        """The answer's sentences, citations stripped: what a later report compares itself with."""
-        answer = re.split(r"^#+ ", self.synthesis, flags=re.M)
-        body = next((part for part in answer if part.lower().startswith("answer")), self.synthesis)
+        """The answer's sentences, citations stripped: what a later report compares itself with. A
+        sentence that failed the claim check is no finding."""
+        failed = {re.sub(r"\W+", " ", c["text"]).lower().strip() for c in self.claims
+                  if c.get("section") == "answer" and c.get("verdict") in ("figure not in source", "found elsewhere",
+                                                                            "not found")}
+        return [f for f in self._sentences() if re.sub(r"\W+", " ", f).lower().strip() not in failed]
+
+    def _sentences(self) -> list[str]:
+        synthesis = re.sub(r" ⚠ \*[^*\n]*\*", "", self.synthesis)  # the claim check's marks are no findings
+        answer = re.split(r"^#+ ", synthesis, flags=re.M)
+        body = next((part for part in answer if part.lower().startswith("answer")), synthesis)
         body = body.split("\n", 1)[1] if body.lower().startswith("answer") and "\n" in body else body
         text = re.sub(r"\s*\[\d+\]", "", body)
         parts = re.split(r"(?<=[.!?])\s+|\n+(?:[-*]\s+)?", text)
@@ -441,11 +453,38 @@ class ResearchWorkflow(Stages):
                     self.notes.append("The synthesis had no Answer section of its own; its text is shown under one.")
                 if not re.search(r"^#+ .*agree", synthesis, flags=re.M | re.I):
                     synthesis = synthesis.rstrip() + "\n\n" + citations.agreement(analyses)
-        return ResearchResult(
+        result = ResearchResult(
             run_id=self.runtime.run_id or "", status="completed", question=self.inputs.question,
             models=list(self.inputs.models), started_at=self.started_at, sources=sources,
             failed=self.failed, analyses=analyses, synthesis=synthesis or "", notes=list(dict.fromkeys(self.notes)),
         )
+        if not self.options.no_check_claims:
+            self.check_claims(result)
+        return result
+
+    def check_claims(self, result: ResearchResult) -> None:
+        """Hold every cited sentence of the Answer and the analyses against the sources it cites.
+
+        Deterministic and quick (see :mod:`agent.claimcheck`), so a replay checks alike; each verdict
+        goes to the JSON report, and failed ones are marked where they stand in the Markdown.
+        """
+        from agent import claimcheck
+
+        texts = {s.id: "\n\n".join(filter(None, [s.title, s.author, s.site, s.published, s.text]))
+                 for s in result.sources}
+        verdicts: list[tuple[str, Any]] = []
+        if result.synthesis:
+            start, end = claimcheck.answer_span(result.synthesis)
+            answer = claimcheck.check_all(result.synthesis, texts, start, end)
+            verdicts += [("answer", v) for v in answer]
+            result.synthesis = claimcheck.mark(result.synthesis, answer)
+        for analysis in result.analyses:
+            checked = claimcheck.check_all(analysis["text"], texts)
+            verdicts += [(f"analysis:{analysis['model']}", v) for v in checked]
+            analysis["text"] = claimcheck.mark(analysis["text"], checked)
+        result.claims = [{**v.to_json(), "section": where} for where, v in verdicts]
+        result.claims_summary = claimcheck.summary([v for _, v in verdicts])
+        result.claims_section = claimcheck.section([v for _, v in verdicts]) if verdicts else ""
 
 
 PIPELINE = Pipeline(name="research", version=VERSION, inputs=ResearchInputs, normalize=normalize_inputs,

@@ -24,8 +24,8 @@ from agent.providers.base import (
     body_message,
     empty_answer,
     http_error,
-    normalize_url,
-    one_line,
+    normalize_base_url,
+    clip_message,
     schema_name,
     transport_error,
 )
@@ -43,7 +43,7 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
 
     @cached_property
     def endpoint(self) -> str:
-        return normalize_url(self.configured_url("ANTHROPIC_BASE_URL", ANTHROPIC_URL))
+        return normalize_base_url(self.configured_url("ANTHROPIC_BASE_URL", ANTHROPIC_URL))
 
     def _make_client(self) -> "anthropic.AsyncAnthropic":
         import anthropic
@@ -129,5 +129,5 @@ def _map_error(provider: AnthropicProvider, exc: "anthropic.AnthropicError") -> 
     if isinstance(exc, anthropic.APIStatusError):
         message = getattr(exc, "api_message", None) or body_message(exc.body) or exc.message
         return http_error(provider, exc.status_code, message, headers=exc.response.headers)
-    return ProviderError(f"{provider.model_id} failed: {one_line(f'{type(exc).__name__}: {exc}')}",
+    return ProviderError(f"{provider.model_id} failed: {clip_message(f'{type(exc).__name__}: {exc}')}",
                          provider=provider.name)

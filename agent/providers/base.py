@@ -206,7 +206,7 @@ class SDKProvider(Provider, Generic[C]):
     async def aclose(self) -> None:
         await self._client.aclose()
 
-def one_line(text: Any, limit: int = _MESSAGE_LIMIT) -> str:
+def clip_message(text: Any, limit: int = _MESSAGE_LIMIT) -> str:
     """A vendor's error text made safe to print: keys masked, whitespace collapsed, length capped."""
     text = " ".join(redact(str(text or "")).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -249,7 +249,7 @@ def http_error(
     """
     if status in (401, 403):
         return AuthError(provider.name, provider.key_variable() or "the API key", status)
-    detail = one_line(message)
+    detail = clip_message(message)
     if retry_after is None:
         retry_after = parse_retry_after(headers)
     if status == 429:
@@ -280,7 +280,7 @@ def transport_error(provider: Provider, exc: BaseException, *, timed_out: bool =
         message = f"{provider.model_id} timed out"
     else:
         message = f"{provider.model_id} could not be reached at {provider.endpoint}"
-    return ProviderError(f"{message} ({one_line(what, 160)})", provider=provider.name, retryable=True)
+    return ProviderError(f"{message} ({clip_message(what, 160)})", provider=provider.name, retryable=True)
 
 
 def empty_answer(provider: Provider, reason: str) -> ProviderError:
@@ -301,7 +301,7 @@ def schema_name(schema: Mapping[str, Any]) -> str:
     return name or "answer"
 
 
-def normalize_url(url: str) -> str:
+def normalize_base_url(url: str) -> str:
     """A base URL as it goes into step keys: no trailing slash, so ``/v1`` and ``/v1/`` are one server."""
     return url.strip().rstrip("/")
 

@@ -30,8 +30,8 @@ from agent.providers.base import (
     SDKProvider,
     empty_answer,
     http_error,
-    normalize_url,
-    one_line,
+    normalize_base_url,
+    clip_message,
     transport_error,
 )
 
@@ -63,7 +63,7 @@ class GeminiProvider(SDKProvider["genai.Client"]):
 
     @cached_property
     def endpoint(self) -> str:
-        return normalize_url(self.configured_url("GOOGLE_GEMINI_BASE_URL", GEMINI_URL))
+        return normalize_base_url(self.configured_url("GOOGLE_GEMINI_BASE_URL", GEMINI_URL))
 
     async def _close_client(self, client: "genai.Client") -> None:
         await _close(client)
@@ -172,5 +172,5 @@ def _map_error(provider: GeminiProvider, exc: BaseException) -> ProviderError:
     if isinstance(exc, _transport_classes()):
         timed_out = isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
         return transport_error(provider, exc, timed_out=timed_out)
-    return ProviderError(f"{provider.model_id} failed: {one_line(f'{type(exc).__name__}: {exc}')}",
+    return ProviderError(f"{provider.model_id} failed: {clip_message(f'{type(exc).__name__}: {exc}')}",
                          provider=provider.name)

@@ -30,8 +30,8 @@ from agent.providers.base import (
     body_message,
     empty_answer,
     http_error,
-    normalize_url,
-    one_line,
+    normalize_base_url,
+    clip_message,
     schema_name,
     transport_error,
     with_scheme,
@@ -60,7 +60,7 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
     @cached_property
     def endpoint(self) -> str:
         # Read once per provider, so the step keys and the client always name the same server.
-        return normalize_url(self.configured_url("OPENAI_BASE_URL", OPENAI_URL))
+        return normalize_base_url(self.configured_url("OPENAI_BASE_URL", OPENAI_URL))
 
     def _make_client(self) -> "openai.AsyncOpenAI":
         import openai
@@ -106,7 +106,7 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
                     raise
                 # Many compatible servers know no structured output and say so with a 400: ask once more
                 # without it (and, on this provider, from now on), and say so.
-                detail = one_line(body_message(exc.body) or exc.message, 160)
+                detail = clip_message(body_message(exc.body) or exc.message, 160)
                 self._format_refused = f"HTTP {exc.status_code}: {detail}" if detail else f"HTTP {exc.status_code}"
                 notes.append(f"{self.model_id} refused response_format ({self._format_refused}); "
                              "asked again without it, so the answer may not follow the schema")
@@ -140,7 +140,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
                 f"--model {self.model_id} needs OPENAI_BASE_URL, the server's base URL",
                 hint="export OPENAI_BASE_URL=http://host:port/v1 (and OPENAI_API_KEY if it wants a key)",
             )
-        return normalize_url(url)
+        return normalize_base_url(url)
 
     def check_ready(self) -> None:
         _ = self.endpoint  # raises the UsageError before anything runs
@@ -243,5 +243,5 @@ def _map_error(provider: OpenAIProvider, exc: "openai.OpenAIError") -> ProviderE
     if isinstance(exc, openai.APIResponseValidationError):
         return ProviderError(f"{provider.model_id} sent a response that is not a chat completion",
                              provider=provider.name, status=exc.status_code, retryable=True)
-    return ProviderError(f"{provider.model_id} failed: {one_line(f'{type(exc).__name__}: {exc}')}",
+    return ProviderError(f"{provider.model_id} failed: {clip_message(f'{type(exc).__name__}: {exc}')}",
                          provider=provider.name)
