@@ -209,3 +209,14 @@ def test_a_policy_kept_past_its_event_loop_still_works():
     assert asyncio.run(burst(1)) == [1, 1, 1]
     assert asyncio.run(burst(2)) == [2, 2, 2]
     assert order == [1, 1, 1, 2, 2, 2]
+
+
+def test_a_timeout_on_a_server_of_ones_own_says_it_may_be_queueing():
+    from agent.config import Limits
+    from agent.providers import get_provider
+
+    compatible = get_provider("openai-compatible:m", limits=Limits(concurrency=4))
+    assert "may be queueing the 4 sent at once" in compatible.timeout_hint()
+    assert "concurrency = 1" in compatible.timeout_hint()
+    assert "queueing" not in get_provider("ollama:m").timeout_hint()  # one at a time already
+    assert "queueing" not in get_provider("local:extractive", limits=Limits(concurrency=4)).timeout_hint()

@@ -135,7 +135,18 @@ class Provider(ABC):
         # Before the policy, not in the attempt: slow setup done after taking a rate-limit slot would
         # hold up the event loop while the other callers' slots come due.
         self.prepare()
-        return await policy.run(lambda: self.complete(request), provider=self.name)
+        return await policy.run(lambda: self.complete(request), provider=self.name, timeout_hint=self.timeout_hint())
+
+    #: Whether the model runs on a server of the user's own (often answering one request at a time).
+    own_server: ClassVar[bool] = False
+
+    def timeout_hint(self) -> str:
+        hint = "raise the timeout with RESEARCH_TIMEOUT or --timeout"
+        if self.own_server and self.limits.concurrency > 1:
+            # Requests a single-slot server queues spend their timeout waiting, then are sent again.
+            hint += (f"; a server that answers one request at a time may be queueing the {self.limits.concurrency} "
+                     "sent at once: give it concurrency = 1 under [models.NAME] in research.toml, or --concurrency 1")
+        return hint
 
     def prepare(self) -> None:
         """Synchronous setup a call needs (such as an SDK client), done before it queues for a slot."""

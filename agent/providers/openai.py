@@ -131,6 +131,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     name = "openai-compatible"
     key_optional = True
     official = False
+    own_server = True
 
     @cached_property
     def endpoint(self) -> str:
@@ -153,6 +154,7 @@ class OllamaProvider(OpenAIProvider):
     name = "ollama"
     key_variables = ()
     official = False
+    own_server = True
     # Ollama serves a few thousand tokens of context unless the model is configured for more.
     context_window = 8_192
     # One local server computes one answer at a time: more in flight only queue there and time out.

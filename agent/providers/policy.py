@@ -169,7 +169,8 @@ class Policy:
             return min(float(retry_after), self.limits.retry_cap_s)
         return self._backoff(state)
 
-    async def run(self, attempt: Callable[[], Awaitable[T]], *, provider: str) -> T:
+    async def run(self, attempt: Callable[[], Awaitable[T]], *, provider: str,
+                  timeout_hint: str = "raise the timeout with RESEARCH_TIMEOUT or --timeout") -> T:
         """Run ``attempt`` (a fresh coroutine each time) under the policy."""
         loop = asyncio.get_running_loop()
         if self._loop is None:
@@ -177,7 +178,8 @@ class Policy:
         elif self._loop() is not loop:
             # A caller kept this policy past its event loop (a notebook, a second asyncio.run): its
             # semaphore belongs to the old loop, so the call goes to this loop's own policy.
-            return await Policy.for_provider(self.name, self.limits).run(attempt, provider=provider)
+            return await Policy.for_provider(self.name, self.limits).run(attempt, provider=provider,
+                                                                         timeout_hint=timeout_hint)
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         retrying = AsyncRetrying(
@@ -196,7 +198,7 @@ class Policy:
                         raise ProviderError(
                             f"{provider} did not answer within {self.limits.timeout_s:g}s",
                             provider=provider, retryable=True,
-                            hint="raise the timeout with RESEARCH_TIMEOUT or --timeout",
+                            hint=timeout_hint,
                         ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
