@@ -224,6 +224,7 @@ def run(
     allow_private_hosts: Annotated[bool, typer.Option("--allow-private-hosts", help="Let the built-in fetcher follow redirects (and unnamed hosts) to private and loopback addresses.")] = False,
     approve: Annotated[List[str], typer.Option("--approve", metavar="STAGE", help="Stop before this stage (analyze, report) until 'research approve RUN_ID' (repeatable).")] = [],
     approve_timeout: Annotated[Optional[str], typer.Option("--approve-timeout", metavar="AGE", help="A wait for approval expires after this long (3d, 12h).")] = None,
+    check_with: Annotated[Optional[str], typer.Option("--check-with", metavar="PROVIDER:MODEL", help="A model that judges the cited sentences the deterministic check cannot settle.")] = None,
     no_check_claims: Annotated[bool, typer.Option("--no-check-claims", help="Do not hold the report's cited sentences against their sources.")] = False,
     ignore_robots: Annotated[bool, typer.Option("--ignore-robots", help="Read pages even where a site's robots.txt disallows it.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Read again pages that failed lastingly (404, unknown host) on an earlier run.")] = False,
@@ -262,7 +263,8 @@ def run(
             rejected = [[f"{urls_file} {reason.split(':', 1)[0]}", f"{line}: {reason.split(': ', 1)[-1]}"]
                         for line, reason in bad]
         inputs = ResearchInputs(question=question, files=list(file), urls=urls, search=search, depth=depth,
-                                breadth=breadth, models=list(model) or ["local:extractive"], rejected=rejected)
+                                breadth=breadth, models=list(model) or ["local:extractive"], rejected=rejected,
+                                check_with=check_with)
         options = ResearchOptions(cache_dir=cache_dir, out_dir=out or env("RESEARCH_REPORT_DIR") or "reports", formats=list(fmt), prompts_dir=prompts,
                                   concurrency=concurrency, timeout=timeout, max_cost=max_cost, max_age=age,
                                   run_id=run_id, allow_private_hosts=allow_private_hosts,

@@ -31,7 +31,7 @@ FORMATS = ("md", "html", "json")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 FIELDS = ("question", "files", "urls", "urls_file", "search", "depth", "breadth", "models", "schedule",
           "timezone", "max_age", "formats", "out", "keep", "max_cost", "webhook", "allow_private_hosts",
-          "approve", "approve_timeout")
+          "approve", "approve_timeout", "check_with")
 #: Stages a scheduled report can wait before for a person's approval.
 APPROVE_STAGES = ("analyze", "report")
 _EXAMPLE = ('[reports.nightly]\nquestion = "What changed in EU heat pump subsidies?"\n'
@@ -61,6 +61,7 @@ class ReportSpec:
     allow_private_hosts: bool = False
     approve: list[str] = field(default_factory=list)
     approve_timeout: float | None = None
+    check_with: str | None = None
 
 
 @dataclass
@@ -198,6 +199,7 @@ class _Checker:
             keep=self.integer(t, "keep", None, minimum=1), max_cost=self.cost(t), webhook=self.webhook(t),
             allow_private_hosts=self.boolean(t, "allow_private_hosts"), approve=self.stages(t),
             approve_timeout=self.duration(t, "approve_timeout"),
+            check_with=self.string(t, "check_with") if "check_with" in t else None,
         )
 
     # Field types. TOML already typed each value; these only refuse the wrong type, naming the field.

@@ -100,6 +100,7 @@ class Research:
         max_cost: float | None = None,
         max_age: float | None = None,
         allow_private_hosts: bool = False,
+        check_with: "str | dict[str, Any] | None" = None,
     ) -> None:
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
         self.models = [_model_name(m) for m in models] if models else ["local:extractive"]
@@ -111,13 +112,15 @@ class Research:
         self.max_cost = max_cost
         self.max_age = max_age
         self.allow_private_hosts = allow_private_hosts
+        self.check_with = _model_name(check_with) if check_with else None
 
     def _prepare(self, question: str, files: Sequence[str | Path], urls: Sequence[str], search: int,
                  depth: int, breadth: int, run_id: str | None) -> tuple[Any, Any]:
         from pipelines.research import ResearchInputs, ResearchOptions
 
         inputs = ResearchInputs(question=question, files=[str(f) for f in files], urls=list(urls),
-                                models=list(self.models), search=search, depth=depth, breadth=breadth)
+                                models=list(self.models), search=search, depth=depth, breadth=breadth,
+                                check_with=self.check_with)
         options = ResearchOptions(cache_dir=self.cache_dir, out_dir=self.out_dir, formats=list(self.formats),
                                   prompts_dir=self.prompts_dir, concurrency=self.concurrency, timeout=self.timeout,
                                   max_cost=self.max_cost, max_age=self.max_age, run_id=run_id,

@@ -18,7 +18,7 @@ from agent import citations
 from agent.errors import ResearchError, SourceError, UsageError
 from agent.keys import content_hash
 from agent.pricing import price_of
-from agent.providers import DEFAULT_MODEL, configured_model, parse_model_id
+from agent.providers import DEFAULT_MODEL, configured_model, get_provider, parse_model_id
 from agent.sources import Document
 from agent.sources import files as file_sources
 from agent.sources import urls as url_sources
@@ -54,11 +54,16 @@ class ResearchInputs:
     breadth: int = 2
     #: Lines of a URL list that could not be used, as ``[where, why]``: failed sources, not errors.
     rejected: list[list[str]] = field(default_factory=list)
+    #: A model that judges the cited sentences the deterministic check could not settle.
+    check_with: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        # Runs made before these fields existed keep their fingerprint.
         if not data["rejected"]:
-            del data["rejected"]  # runs made before this field existed keep their fingerprint
+            del data["rejected"]
+        if data["check_with"] is None:
+            del data["check_with"]
         return data
 
     @classmethod
@@ -174,9 +179,19 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
     web = [u for u in urls if url_sources.is_web_url(u)]
     paths = list(inputs.files) + local
     files = [str(p) for p in file_sources.expand(paths)] if paths else []
+    check_with = None
+    if inputs.check_with:
+        if configured_model(inputs.check_with) is not None:
+            check_with = inputs.check_with.strip()
+        else:
+            provider, model = parse_model_id(inputs.check_with)
+            if provider == "local":
+                raise UsageError("--check-with local:extractive cannot judge claims (it quotes, it does not read)",
+                                 hint="name a hosted model, e.g. --check-with openai:gpt-4o-mini")
+            check_with = f"{provider}:{model}"
     return ResearchInputs(question=question, files=files, urls=web, models=models,
                           search=search, depth=depth, breadth=breadth,
-                          rejected=[list(r) for r in inputs.rejected])
+                          rejected=[list(r) for r in inputs.rejected], check_with=check_with)
 
 
 #: The planner's answer, asked for through each vendor's structured output.
@@ -234,6 +249,7 @@ class ResearchWorkflow(Stages):
                  started_at: str) -> None:
         super().__init__(runtime, inputs, options, progress, started_at, models=inputs.models)
         self._digests: dict[str, int] = {}
+        self.checker: Any = None  # the --check-with model, made when first needed
 
     # -- stages ------------------------------------------------------------------------------
     async def gather(self) -> list[str]:
@@ -407,7 +423,10 @@ class ResearchWorkflow(Stages):
 
     def check_ready(self) -> None:
         super().check_ready()
-        for provider in self.providers:
+        if self.inputs.check_with and not self.options.no_check_claims:
+            self.checker = get_provider(self.inputs.check_with, limits=self.limits)
+            self.checker.check_ready()
+        for provider in self.providers + ([self.checker] if self.checker is not None else []):
             if self.options.max_cost is not None and price_of(provider.name, provider.model) is None:
                 raise UsageError(f"--max-cost cannot be kept for {provider.model_id}: its price is unknown",
                                  hint="add it to a price file named by RESEARCH_PRICES, or drop --max-cost")
@@ -459,10 +478,39 @@ class ResearchWorkflow(Stages):
             failed=self.failed, analyses=analyses, synthesis=synthesis or "", notes=list(dict.fromkeys(self.notes)),
         )
         if not self.options.no_check_claims:
-            self.check_claims(result)
+            await self.check_claims(result)
         return result
 
-    def check_claims(self, result: ResearchResult) -> None:
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self.checker is not None:
+            await self.checker.aclose()
+
+    async def second_pass(self, verdicts: list[Any]) -> dict[int, dict[str, Any]]:
+        """The claims the first pass left ``unchecked``, judged by the ``check_with`` model as durable steps
+        (keyed by claim and passages, so a replay or an unchanged night is free); by index in ``verdicts``."""
+        from agent import claimcheck
+        from agent.llm import CompletionRequest, complete
+
+        if not self.inputs.check_with:
+            return {}
+        if self.checker is None:
+            self.checker = get_provider(self.inputs.check_with, limits=self.limits)
+        provider = self.checker
+        todo = [i for i, v in enumerate(verdicts) if v.verdict == "unchecked" and v.passages]
+
+        async def judge(i: int) -> dict[str, Any]:
+            v = verdicts[i]
+            system, user, schema = claimcheck.second_pass_prompt(v.claim, v.passages)
+            request = CompletionRequest(prompt=user, system=system, max_tokens=300, schema=schema,
+                                        context={"task": "check", "claim": v.claim.text})
+            completion, _ = await complete(self.runtime, provider, request, name=f"check claim: {v.claim.text[:60]}")
+            return {"model": provider.model_id, **claimcheck.parse_second_pass(completion.text, v.passages)}
+
+        judged = await self.each("check claims", todo, judge, lambda i: f"check claim {verdicts[i].claim.text[:60]!r}")
+        return {i: j for i, j in zip(todo, judged) if j is not None}
+
+    async def check_claims(self, result: ResearchResult) -> None:
         """Hold every cited sentence of the Answer and the analyses against the sources it cites.
 
         Deterministic and quick (see :mod:`agent.claimcheck`), so a replay checks alike; each verdict
@@ -472,19 +520,54 @@ class ResearchWorkflow(Stages):
 
         texts = {s.id: "\n\n".join(filter(None, [s.title, s.author, s.site, s.published, s.text]))
                  for s in result.sources}
-        verdicts: list[tuple[str, Any]] = []
+        texts_checked: list[tuple[str, str, list[Any]]] = []
         if result.synthesis:
             start, end = claimcheck.answer_span(result.synthesis)
-            answer = claimcheck.check_all(result.synthesis, texts, start, end)
-            verdicts += [("answer", v) for v in answer]
-            result.synthesis = claimcheck.mark(result.synthesis, answer)
+            texts_checked.append(("answer", result.synthesis, claimcheck.check_all(result.synthesis, texts, start, end)))
         for analysis in result.analyses:
-            checked = claimcheck.check_all(analysis["text"], texts)
-            verdicts += [(f"analysis:{analysis['model']}", v) for v in checked]
-            analysis["text"] = claimcheck.mark(analysis["text"], checked)
-        result.claims = [{**v.to_json(), "section": where} for where, v in verdicts]
-        result.claims_summary = claimcheck.summary([v for _, v in verdicts])
-        result.claims_section = claimcheck.section([v for _, v in verdicts]) if verdicts else ""
+            texts_checked.append((f"analysis:{analysis['model']}", analysis["text"],
+                                  claimcheck.check_all(analysis["text"], texts)))
+        everything = [v for _, _, checked in texts_checked for v in checked]
+        judged = await self.second_pass(everything)
+        marked: list[str] = []
+        offset = 0
+        for where, text, checked in texts_checked:
+            notes = [(v.claim.end, f" ⚠ *{claimcheck.describe(v)}*") for v in checked if v.failed]
+            for i, v in enumerate(checked):
+                j = judged.get(offset + i)
+                if j and j.get("verdict") in ("not supported", "contradicted"):
+                    cited = ", ".join(f"[{n}]" for n in v.claim.cited)
+                    notes.append((v.claim.end, f" ⚠ *{j['verdict']} by {cited}, says {j['model']}*"))
+            for end, note in sorted(notes, reverse=True):
+                text = text[:end] + note + text[end:]
+            marked.append(text)
+            offset += len(checked)
+        for (where, _, _), text in zip(texts_checked, marked):
+            if where == "answer":
+                result.synthesis = text
+            else:
+                next(a for a in result.analyses if f"analysis:{a['model']}" == where)["text"] = text
+        result.claims = []
+        i = 0
+        for where, _, checked in texts_checked:
+            for v in checked:
+                entry = {**v.to_json(), "section": where}
+                if i in judged:
+                    entry["second_pass"] = judged[i]
+                result.claims.append(entry)
+                i += 1
+        result.claims_summary = claimcheck.summary(everything)
+        if judged:
+            for j in judged.values():
+                key = f"second pass: {j.get('verdict') or 'no verdict'}"
+                result.claims_summary[key] = result.claims_summary.get(key, 0) + 1
+        result.claims_section = claimcheck.section(everything) if everything else ""
+        refuted = [(everything[i], j) for i, j in judged.items() if j.get("verdict") in ("not supported", "contradicted")]
+        if refuted:
+            result.claims_section = result.claims_section.rstrip() + "\n" + "\n".join(
+                f"- {j['verdict']} ({j['model']}): “{v.claim.text}”" + (f" — it relied on: “{j['quote']}”"
+                                                                         if j.get("quote") and j.get("quote_found") else "")
+                for v, j in refuted) + "\n"
 
 
 PIPELINE = Pipeline(name="research", version=VERSION, inputs=ResearchInputs, normalize=normalize_inputs,

@@ -41,7 +41,7 @@ class ReportInputs(ResearchInputs):
 def normalize_report_inputs(inputs: ReportInputs) -> ReportInputs:
     base = normalize_inputs(inputs)
     return ReportInputs(**{**base.to_json(), "report": inputs.report, "slot": float(inputs.slot),
-                           "timezone": inputs.timezone})
+                           "timezone": inputs.timezone})  # base.to_json() carries check_with when set
 
 
 def _label(ts: float) -> str:
@@ -188,7 +188,7 @@ def slot_run_id(spec: ReportSpec, slot: _dt.datetime, *, cache_dir: str | None =
 def slot_inputs(spec: ReportSpec, slot: _dt.datetime) -> ReportInputs:
     return ReportInputs(question=spec.question, files=list(spec.files), urls=list(spec.urls), models=list(spec.models),
                         search=spec.search, depth=spec.depth, breadth=spec.breadth, report=spec.name,
-                        slot=slot.timestamp(), timezone=spec.timezone)
+                        slot=slot.timestamp(), timezone=spec.timezone, check_with=spec.check_with)
 
 
 def slot_options(spec: ReportSpec, slot: _dt.datetime, *, cache_dir: str | None, run_id: str) -> RunOptions:

@@ -54,3 +54,45 @@ def test_failed_claims_are_marked_and_listed_and_faithful_ones_are_not(tmp_path,
     assert verdicts == ["quoted", "figure not in source", "found elsewhere", "not found"]
     off = cli("run", Q, "--file", docs, "--no-check-claims", "--run-id", "plain")
     assert off.exit_code == 0 and "## Claims checked" not in Path("reports/plain.md").read_text()
+
+
+class Checker(OpenAIAPI):
+    """A second-pass model: it finds the paraphrase about running costs contradicted by its source."""
+
+    def answer_text(self, model, request):
+        prompt = json.dumps(request.json()["messages"])
+        if "Write two Markdown sections" in prompt:
+            return ("## Answer\n\n"
+                    "In the Nordic field trial, the units kept working through a winter that reached "
+                    "minus 25 °C [1]. Running a heat pump always costs less than running a gas boiler [2].\n")
+        return super().answer_text(model, request)
+
+
+def test_a_check_model_judges_what_the_first_pass_cannot_settle(tmp_path, monkeypatch):
+    docs = Path("docs")
+    docs.mkdir()
+    (docs / "1-nordic.md").write_text(NORDIC)
+    (docs / "2-costs.md").write_text(COSTS)
+    fake = Checker(key="sk-check", json_reply={"verdict": "contradicted",
+                                               "quote": "a heat pump needs a seasonal COP above four to be cheaper"})
+    with serve(fake) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-check")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        args = ("run", Q, "--file", docs, "--model", "openai:gpt-4o-mini", "--check-with", "openai:gpt-4o-mini",
+                "--format", "md,json", "--run-id", "judged")
+        out = cli_json(*args)
+        checks = [r for r in fake.answered if "claim_check" in json.dumps(r.json().get("response_format", {}))]
+        again = cli_json(*args)
+    assert checks, "the unsettled claim went to the check model through structured output"
+    claims = json.loads(Path(out["report_paths"]["json"]).read_text())["claims"]
+    judged = [c for c in claims if "second_pass" in c]
+    assert judged and judged[0]["second_pass"]["verdict"] == "contradicted"
+    assert judged[0]["second_pass"]["quote_found"] is True
+    report = Path(out["report_paths"]["md"]).read_text()
+    assert "gas boiler [2]. ⚠ *contradicted by [2], says openai:gpt-4o-mini*" in report
+    assert "contradicted (openai:gpt-4o-mini)" in report.split("## Claims checked", 1)[1]
+    steps = cli_json("show", "judged")["steps"]
+    assert any(s["name"].startswith("check claim:") and s["cost_usd"] for s in steps)  # it is paid and counted
+    assert again["totals"]["this_attempt"]["paid"] == 0  # and replays like every other step
+    refused = cli("run", Q, "--file", docs, "--check-with", "local:extractive")
+    assert refused.exit_code == 2 and "cannot judge claims" in refused.stderr
