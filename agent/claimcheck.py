@@ -959,13 +959,16 @@ def describe(verdict: Verdict) -> str:
         "not checked: no cited source has text"
 
 
-def mark(text: str, verdicts: Iterable[Verdict], marker: str = " ⚠ *{describe}*") -> str:
+def mark(text: str, verdicts: Iterable[Verdict], marker: str = " ⚠ *{describe}*",
+         extra: Iterable[tuple[int, str]] = ()) -> str:
     """``text`` with each failed claim's sentence followed by ``marker`` (filled with :func:`describe` and
-    ``verdict``), where it stands. Verdicts must come from this same text (their offsets point into it)."""
+    ``verdict``), where it stands, and each ``(offset, note)`` of ``extra`` (another judge's marks) too.
+    Verdicts must come from this same text (their offsets point into it)."""
+    notes = [(v.claim.end, marker.format(describe=describe(v), verdict=v.verdict)) for v in verdicts if v.failed]
     out = text
-    for v in sorted((v for v in verdicts if v.failed), key=lambda v: v.claim.end, reverse=True):
-        note = marker.format(describe=describe(v), verdict=v.verdict)
-        out = out[:v.claim.end] + note + out[v.claim.end:]
+    # From the end backwards, so each offset still points where it did in the original text.
+    for end, note in sorted([*notes, *extra], key=lambda n: n[0], reverse=True):
+        out = out[:end] + note + out[end:]
     return out
 
 

@@ -532,15 +532,13 @@ class ResearchWorkflow(Stages):
         marked: list[str] = []
         offset = 0
         for where, text, checked in texts_checked:
-            notes = [(v.claim.end, f" ⚠ *{claimcheck.describe(v)}*") for v in checked if v.failed]
+            refuted = []
             for i, v in enumerate(checked):
                 j = judged.get(offset + i)
                 if j and j.get("verdict") in ("not supported", "contradicted"):
                     cited = ", ".join(f"[{n}]" for n in v.claim.cited)
-                    notes.append((v.claim.end, f" ⚠ *{j['verdict']} by {cited}, says {j['model']}*"))
-            for end, note in sorted(notes, reverse=True):
-                text = text[:end] + note + text[end:]
-            marked.append(text)
+                    refuted.append((v.claim.end, f" ⚠ *{j['verdict']} by {cited}, says {j['model']}*"))
+            marked.append(claimcheck.mark(text, checked, extra=refuted))
             offset += len(checked)
         for (where, _, _), text in zip(texts_checked, marked):
             if where == "answer":
