@@ -103,15 +103,19 @@ class _output:
 
 
 def _lines(file: str) -> Iterator[tuple[int, str]]:
+    """The numbered lines of ``file`` (``-``: standard input), opened now: a file that cannot be read is
+    refused before the store is opened, so bad input writes nothing."""
     if file == "-":
-        yield from enumerate(sys.stdin, 1)
-        return
+        return enumerate(sys.stdin, 1)
     try:
         handle = open(file, encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror or exc}", hint="name a file written by 'research cache export'") from exc
-    with handle:
-        yield from enumerate(handle, 1)
+
+    def numbered() -> Iterator[tuple[int, str]]:
+        with handle:
+            yield from enumerate(handle, 1)
+    return numbered()
 
 
 @cache_app.command("import")
@@ -133,9 +137,10 @@ def cache_import(
         counts = {"added": 0, "same": 0, "replaced": 0}
         conflicts: list[dict[str, Any]] = []
         invalid: list[dict[str, Any]] = []
+        lines = _lines(file)
         results = _open(where)
         try:
-            for number, line in _lines(file):
+            for number, line in lines:
                 if not line.strip():
                     continue
                 try:

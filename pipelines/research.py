@@ -139,6 +139,15 @@ class ResearchResult:
         }
 
 
+def _model_id(model_id: str) -> tuple[str, str | None]:
+    """A model as runs record it, and its provider: a ``[models]`` name as given (its provider is the
+    file's to say), else ``PROVIDER:MODEL`` normalized."""
+    if configured_model(model_id) is not None:
+        return model_id.strip(), None
+    provider, model = parse_model_id(model_id)
+    return f"{provider}:{model}", provider
+
+
 def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
     """Validate inputs before anything runs; every problem is a one-line :class:`UsageError`."""
     question = " ".join(inputs.question.split())
@@ -146,11 +155,7 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
         raise UsageError("the question is empty", hint='research run "What do we know about X?" --file notes/')
     models: list[str] = []
     for model_id in inputs.models or [DEFAULT_MODEL]:
-        if configured_model(model_id) is not None:
-            normalized = model_id.strip()  # a [models] name from research.toml
-        else:
-            provider, model = parse_model_id(model_id)
-            normalized = f"{provider}:{model}"
+        normalized, _ = _model_id(model_id)
         if normalized not in models:
             models.append(normalized)
     if not inputs.files and not inputs.urls and not inputs.search:
@@ -181,14 +186,10 @@ def normalize_inputs(inputs: ResearchInputs) -> ResearchInputs:
     files = [str(p) for p in file_sources.expand(paths)] if paths else []
     check_with = None
     if inputs.check_with:
-        if configured_model(inputs.check_with) is not None:
-            check_with = inputs.check_with.strip()
-        else:
-            provider, model = parse_model_id(inputs.check_with)
-            if provider == "local":
-                raise UsageError("--check-with local:extractive cannot judge claims (it quotes, it does not read)",
-                                 hint="name a hosted model, e.g. --check-with openai:gpt-4o-mini")
-            check_with = f"{provider}:{model}"
+        check_with, provider = _model_id(inputs.check_with)
+        if provider == "local":
+            raise UsageError("--check-with local:extractive cannot judge claims (it quotes, it does not read)",
+                             hint="name a hosted model, e.g. --check-with openai:gpt-4o-mini")
     return ResearchInputs(question=question, files=files, urls=web, models=models,
                           search=search, depth=depth, breadth=breadth,
                           rejected=[list(r) for r in inputs.rejected], check_with=check_with)
@@ -492,10 +493,8 @@ class ResearchWorkflow(Stages):
         from agent import claimcheck
         from agent.llm import CompletionRequest, complete
 
-        if not self.inputs.check_with:
+        if self.checker is None:  # check_ready made it when the run has a check_with model
             return {}
-        if self.checker is None:
-            self.checker = get_provider(self.inputs.check_with, limits=self.limits)
         provider = self.checker
         todo = [i for i, v in enumerate(verdicts) if v.verdict == "unchecked" and v.passages]
 

@@ -160,8 +160,6 @@ class SlotRun:
         where = f" -> {self.result.report_paths.get('md') or next(iter(self.result.report_paths.values()), '')}" \
             if self.result and self.result.report_paths else ""
         why = f": {self.error.one_line()}" if self.error is not None and self.status != "busy" else ""
-        if self.status == "waiting" and self.error is not None:
-            why = f": {self.error.one_line()}"
         if self.status == "busy":
             why = f": {self.error.message}; this process leaves it to that one" if self.error else ""
         return f"{self.run_id}: {self.status}{why}" + (f" ({steps}{money})" if t else "") + where
