@@ -143,8 +143,9 @@ def _live(run: dict[str, Any], now: float) -> bool:
     if run.get("host") == socket.gethostname() and not _pid_alive(run.get("pid")):
         return False  # a holder on this machine that died frees the run at once, not when its lease runs out
     if run.get("lease_expires") is None:
-        # A run started by the first release, which kept no lease: only its pid on this host says anything.
-        return run.get("host") == socket.gethostname() and _pid_alive(run.get("pid"))
+        # A run started by the first release, which kept no lease: only its pid on this host says anything
+        # (and a dead one was ruled out above).
+        return run.get("host") == socket.gethostname()
     return run["lease_expires"] > now
 
 
@@ -297,12 +298,16 @@ class JournalBase:
         return cur.rowcount == 1
 
     def finish_run(self, run_id: str, status: str, *, report_path: str | None = None, error: str | None = None,
-                   outcome: dict[str, Any] | None = None) -> None:
+                   outcome: dict[str, Any] | None = None, holder: str | None = None) -> None:
+        """Record how a run ended. With ``holder``, only while that holder still has the run: a process
+        that stalled past its lease and was taken over must not end the run of the one that took it."""
         now = time.time()
+        mine = " AND holder = ?" if holder is not None else ""
         self._exec(
             "UPDATE runs SET status = ?, updated_at = ?, finished_at = ?, report_path = COALESCE(?, report_path),"
-            " error = ?, outcome = COALESCE(?, outcome), lease_expires = NULL WHERE run_id = ?",
-            (status, now, now, report_path, error, json.dumps(outcome) if outcome is not None else None, run_id),
+            f" error = ?, outcome = COALESCE(?, outcome), lease_expires = NULL WHERE run_id = ?{mine}",
+            (status, now, now, report_path, error, json.dumps(outcome) if outcome is not None else None, run_id,
+             *((holder,) if holder is not None else ())),
         )
 
     def _run_dict(self, cur: Any, row: tuple) -> dict[str, Any]:
@@ -380,9 +385,7 @@ class JournalBase:
                                  hint="only a run stopped by --approve STAGE can be approved or rejected")
             stage, until = row
             if until is not None and until <= now:
-                db.execute("UPDATE waits SET status = 'expired', decided_at = ? WHERE run_id = ? AND stage = ?",
-                           (now, run_id, stage))
-                db.execute("UPDATE runs SET status = 'expired', updated_at = ? WHERE run_id = ?", (now, run_id))
+                # Nothing to write: an expired wait is read as expired from its ``until`` (``_wait_row``).
                 raise UsageError(f"run {run_id} waited too long: its approval expired "
                                  f"{_dt.datetime.fromtimestamp(until, tz=_dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
                                  hint="start a new run")
@@ -545,7 +548,7 @@ class Journal(JournalBase):
     def __init__(self, directory: str | Path, *, read_only: bool = False) -> None:
         """Open (or create) the journal; ``read_only`` opens an existing one without writing anything,
         for listings on a full or read-only cache."""
-        from agent.store import damaged, make_private
+        from agent.store import _is_damage, damaged, make_private
 
         self.path = Path(directory) / "journal.sqlite3"
         self.read_only = read_only
@@ -567,7 +570,7 @@ class Journal(JournalBase):
             self._db = _retry_locked(self._connect)
             make_private(self.path.parent)
         except (OSError, sqlite3.Error) as exc:
-            if "malformed" in str(exc) or "not a database" in str(exc):
+            if _is_damage(exc):
                 raise damaged(self.path, exc) from exc
             raise StoreError(
                 f"cannot open the run journal at {self.path}: {exc}",
@@ -639,9 +642,9 @@ class Journal(JournalBase):
             raise self._error(exc) from exc
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
-        from agent.store import damaged
+        from agent.store import _is_damage, damaged
 
-        if "malformed" in str(exc) or "not a database" in str(exc):
+        if _is_damage(exc):
             return damaged(self.path, exc)
         return StoreError(f"cannot use the run journal at {self.path}: {exc}",
                           hint="check free disk space and permissions, or pass --cache-dir; the run stopped before paying for more")

@@ -112,8 +112,9 @@ def prune(out_dir: Path, keep: int, *, protect: str | None = None) -> list[Path]
 def _finish(workspace: Workspace, run_id: str, status: str, **fields: Any) -> None:
     """Record how a run ended; when the journal itself cannot be written, the error that got us here
     is the one to report, not this one."""
+    lease = workspace.leases.get(run_id)
     try:
-        workspace.journal.finish_run(run_id, status, **fields)
+        workspace.journal.finish_run(run_id, status, holder=lease.holder if lease is not None else None, **fields)
     except ResearchError:
         pass
 

@@ -266,3 +266,16 @@ def test_plain_function_steps_go_through_the_gate(tmp_path):
         runtime.step_sync(spec(), lambda: calls.append(1) or Paid("v"))
     assert calls == [] and ws.journal.steps("g") == []  # never started, so not a failure either
     ws.close()
+
+
+def test_a_holder_taken_over_cannot_end_the_run_of_the_one_that_took_it(tmp_path):
+    """A process that stalled past its lease finishes late: the run stays with the process now holding it."""
+    j = Journal(tmp_path / "c")
+    j.start_run("r", question="q", inputs={}, config={}, fingerprint="f", holder="otherhost:1:a")
+    j._exec("UPDATE runs SET host = 'otherhost', lease_expires = ? WHERE run_id = 'r'", (time.time() - 1,))
+    assert j.start_run("r", question="q", inputs={}, config={}, fingerprint="f", holder="otherhost:2:b") == 2
+    j.finish_run("r", "failed", error="late", holder="otherhost:1:a")  # the stale holder
+    assert j.get_run("r")["status"] == "running" and j.renew("r", "otherhost:2:b")
+    j.finish_run("r", "completed", holder="otherhost:2:b")
+    assert j.get_run("r")["status"] == "completed"
+    j.close()

@@ -400,12 +400,6 @@ def html_convert(html: str | bytes, url: str = "", **settings: Any) -> Converted
     )
 
 
-def html_to_markdown(html: str | bytes, url: str = "") -> tuple[str, str]:
-    """The main content of an HTML page as Markdown, and its title."""
-    page = html_convert(html, url)
-    return page.text, page.title
-
-
 # -- PDF ---------------------------------------------------------------------------------------------
 
 # Titles PDF tools write for people who never set one: a file name, a path, "Microsoft Word - x.docx",
@@ -468,12 +462,6 @@ def pdf_convert(data: bytes, source: str) -> Converted:
         text=text, title=pdf_title(clean_text(metadata["/Title"]), text),
         author=_squash(clean_text(metadata["/Author"]))[:200], published=_pdf_date(metadata["/CreationDate"]),
     )
-
-
-def pdf_to_text(data: bytes, source: str) -> tuple[str, str]:
-    """The text of a PDF, page by page, and its title."""
-    document = pdf_convert(data, source)
-    return document.text, document.title
 
 
 # -- any type ----------------------------------------------------------------------------------------

@@ -50,8 +50,6 @@ def lasting(exc: BaseException) -> bool:
     """
     if not isinstance(exc, SourceError) or exc.retryable or getattr(exc, "fatal", False):
         return False
-    if getattr(exc, "lasting", None) is not None:
-        return bool(exc.lasting)
     return exc.status in (404, 410) or any(marker in exc.message for marker in _LASTING)
 
 
