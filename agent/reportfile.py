@@ -343,56 +343,63 @@ def load_models(explicit: str | None = None) -> dict[str, Any]:
 
 
 def _models(path: Path, data: dict[str, Any]) -> dict[str, Any]:
-    from agent.providers import PROVIDER_NAMES, ConfiguredModel, ModelSettings, parse_model_id
-
     tables = data.get("models", {})
     if not isinstance(tables, dict):
         raise UsageError(f"{path}: 'models' must be a table of [models.NAME] tables",
                          hint='[models.local-qwen]\nprovider = "openai-compatible"\nbase_url = "http://localhost:8000/v1"')
     out: dict[str, Any] = {}
     for name, table in tables.items():
-        where = f"{path}: model {name!r}"
-        if not isinstance(table, dict):
-            raise UsageError(f"{where} must be a table", hint=f"write it as [models.{name}]")
-        for key in table:
-            if key not in MODEL_FIELDS:
-                raise UsageError(f"{where}: unknown field {key!r}",
-                                 hint=f"{_did_you_mean(key, MODEL_FIELDS)}known fields: {', '.join(MODEL_FIELDS)}")
-        provider = table.get("provider")
-        if not isinstance(provider, str) or not provider:
-            raise UsageError(f"{where}: missing field 'provider'", hint=f"one of: {', '.join(PROVIDER_NAMES)}")
-        model = table.get("model", name)
-        if not isinstance(model, str) or not model:
-            raise UsageError(f"{where}: field 'model' must be a string", hint="the model's name on its server")
-        try:
-            provider, model = parse_model_id(f"{provider}:{model}")
-        except UsageError as exc:
-            raise UsageError(f"{where}: {exc.message}", hint=exc.hint) from None
-
-        def number(key: str, cast: type, minimum: float) -> Any:
-            value = table.get(key)
-            if value is None:
-                return None
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (cast is int and not isinstance(value, int)) \
-                    or not math.isfinite(value) or value < minimum:
-                raise UsageError(f"{where}: field {key!r} must be {'a whole number' if cast is int else 'a number'} "
-                                 f"of at least {minimum:g}", hint=f"got {value!r}")
-            return cast(value)
-
-        def text(key: str) -> str | None:
-            value = table.get(key)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise UsageError(f"{where}: field {key!r} must be a non-empty string", hint=f"got {value!r}")
-            return value
-
-        base_url = text("base_url")
-        if base_url is not None:
-            check_url(base_url)
-        prices = {k[:-len("_price")]: number(k, float, 0) for k in ("input_price", "output_price", "cached_input_price")
-                  if table.get(k) is not None}
-        settings = ModelSettings(alias=name, base_url=base_url, api_key_env=text("api_key_env"),
-                                 context_window=number("context_window", int, 1024),
-                                 max_output_tokens=number("max_output_tokens", int, 16),
-                                 concurrency=number("concurrency", int, 1), prices=prices or None)
-        out[name] = ConfiguredModel(name=name, provider=provider, model=model, settings=settings)
+        out[name] = model_from_table(name, table, f"{path}: model {name!r}")
     return out
+
+
+def model_from_table(name: str, table: Any, where: str, *, api_key: bool = False) -> Any:
+    """One model's settings, checked (``where`` starts each error): a ``[models.NAME]`` table, or the
+    dict given to ``Research(models=[...])``, which alone may carry the ``api_key`` itself."""
+    from agent.providers import PROVIDER_NAMES, ConfiguredModel, ModelSettings, parse_model_id
+
+    fields = MODEL_FIELDS + (("api_key",) if api_key else ())
+    if not isinstance(table, dict):
+        raise UsageError(f"{where} must be a table", hint=f"write it as [models.{name}]")
+    for key in table:
+        if key not in fields:
+            raise UsageError(f"{where}: unknown field {key!r}",
+                             hint=f"{_did_you_mean(key, fields)}known fields: {', '.join(fields)}")
+    provider = table.get("provider")
+    if not isinstance(provider, str) or not provider:
+        raise UsageError(f"{where}: missing field 'provider'", hint=f"one of: {', '.join(PROVIDER_NAMES)}")
+    model = table.get("model", name)
+    if not isinstance(model, str) or not model:
+        raise UsageError(f"{where}: field 'model' must be a string", hint="the model's name on its server")
+    try:
+        provider, model = parse_model_id(f"{provider}:{model}")
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc.message}", hint=exc.hint) from None
+
+    def number(key: str, cast: type, minimum: float) -> Any:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (cast is int and not isinstance(value, int)) \
+                or not math.isfinite(value) or value < minimum:
+            raise UsageError(f"{where}: field {key!r} must be {'a whole number' if cast is int else 'a number'} "
+                             f"of at least {minimum:g}", hint=f"got {value!r}")
+        return cast(value)
+
+    def text(key: str) -> str | None:
+        value = table.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise UsageError(f"{where}: field {key!r} must be a non-empty string", hint=f"got {value!r}")
+        return value
+
+    base_url = text("base_url")
+    if base_url is not None:
+        check_url(base_url)
+    prices = {k[:-len("_price")]: number(k, float, 0) for k in ("input_price", "output_price", "cached_input_price")
+              if table.get(k) is not None}
+    settings = ModelSettings(alias=name, base_url=base_url, api_key_env=text("api_key_env"),
+                             api_key=text("api_key") if api_key else None,
+                             context_window=number("context_window", int, 1024),
+                             max_output_tokens=number("max_output_tokens", int, 16),
+                             concurrency=number("concurrency", int, 1), prices=prices or None)
+    return ConfiguredModel(name=name, provider=provider, model=model, settings=settings)

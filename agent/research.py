@@ -65,22 +65,16 @@ def _model_name(model: "str | dict[str, Any]") -> str:
     if isinstance(model, str):
         return model
     from agent.errors import UsageError
-    from agent.providers import ConfiguredModel, ModelSettings, parse_model_id, register_model
+    from agent.providers import register_model
+    from agent.reportfile import model_from_table
 
     spec = dict(model)
     name = spec.pop("name", None)
     if not name or "provider" not in spec:
         raise UsageError("a model given as a dict needs a 'name' and a 'provider'",
                          hint='{"name": "house", "provider": "openai-compatible", "base_url": "http://host:8000/v1"}')
-    provider, model_name = parse_model_id(f"{spec.pop('provider')}:{spec.pop('model', name)}")
-    prices = {k[:-len("_price")]: float(spec.pop(k)) for k in ("input_price", "output_price", "cached_input_price")
-              if k in spec}
-    known = {"base_url", "api_key", "api_key_env", "context_window", "max_output_tokens", "concurrency"}
-    unknown = set(spec) - known
-    if unknown:
-        raise UsageError(f"model {name!r}: unknown setting {sorted(unknown)[0]!r}", hint=f"known: {', '.join(sorted(known))}")
-    register_model(ConfiguredModel(name=name, provider=provider, model=model_name,
-                                   settings=ModelSettings(alias=name, prices=prices or None, **spec)))
+    # The same checks as a [models.NAME] table in research.toml; only here may the key itself be given.
+    register_model(model_from_table(name, spec, f"model {name!r}", api_key=True))
     return name
 
 
