@@ -342,6 +342,11 @@ class JournalBase:
         cur = self._exec("SELECT * FROM runs ORDER BY started_at DESC")
         return [self._run_dict(cur, row) for row in cur.fetchall()]
 
+    def asked_before(self, question: str, run_id: str) -> bool:
+        """Whether a run other than ``run_id`` asked ``question`` (its model steps may all be stored)."""
+        return self._exec("SELECT 1 FROM runs WHERE question = ? AND run_id <> ? LIMIT 1",
+                          (question, run_id)).fetchone() is not None
+
     def report_runs(self, report: str) -> list[dict[str, Any]]:
         """Runs of a scheduled report, latest slot first."""
         cur = self._exec("SELECT * FROM runs WHERE report = ? ORDER BY slot DESC NULLS LAST, started_at DESC", (report,))

@@ -107,6 +107,10 @@ class Pipeline:
     templates: tuple[str, ...] = ()
 
 
+async def _never_paid() -> Paid:
+    raise RuntimeError("a stored step was looked up again and not found")
+
+
 class Stages:
     """The machinery a pipeline's stages run on: a runtime, providers, prompts, sources, failures."""
 
@@ -131,6 +135,8 @@ class Stages:
         self.fatal: ResearchError | None = None
         self.failed: list[dict[str, str]] = []
         self.notes: list[str] = []
+        runtime.listeners.append(self._warm_on_read)
+        self._contexts: dict[int, asyncio.Future] = {}
 
     # -- failures and concurrency --------------------------------------------------------------
     def fail(self, stage: str, what: str, exc: BaseException) -> None:
@@ -176,6 +182,52 @@ class Stages:
         return list(results)
 
     # -- models --------------------------------------------------------------------------------
+    def warm(self, providers: list[Any] | None = None) -> None:
+        """A paid model call is certain: start the providers' slow setup (an SDK's import, its client)
+        in the background, so it is done by the time the first source is ready to summarize.
+
+        Called only when paying is certain or nearly so (a question this cache never saw, a source read
+        afresh), never on a replay: a fully replayed run imports no SDK.
+        """
+        for provider in self.providers if providers is None else providers:
+            provider.warm()
+
+    async def context_window(self, provider: Any) -> int:
+        """Tokens ``provider``'s model reads at once: its settings, else what its server reports (asked
+        once, and kept as a free step so every later run splits sources alike), else its default."""
+        if provider.settings.context_window:
+            return provider.context_window
+        pending = self._contexts.get(id(provider))
+        if pending is None:
+            pending = self._contexts[id(provider)] = asyncio.ensure_future(self._probe_context(provider))
+        return await asyncio.shield(pending)
+
+    async def _probe_context(self, provider: Any) -> int:
+        spec = StepSpec(kind="probe", name=f"context window of {provider.model_id}", provider=provider.name,
+                        endpoint=provider.endpoint, model=provider.model, request={"probe": "context_window"})
+        record = self.runtime.lookup(spec)
+        if record is None:
+            found = await provider.probe_context()
+            if not found:  # the server cannot say: the default, nothing stored (it may say next time)
+                return provider.context_window
+
+            async def work() -> Paid:
+                return Paid({"context_window": found}, cost_usd=0.0)
+
+            value = (await self.runtime.step(spec, work)).value
+        else:
+            value = (await self.runtime.step(spec, _never_paid)).value  # replayed, and journaled as such
+        window = value.get("context_window") if isinstance(value, dict) else None
+        return window if isinstance(window, int) and window > 0 else provider.context_window
+
+    def _warm_on_read(self, event: str, spec: Any, result: Any, exc: Any) -> None:
+        # A source read afresh most likely holds new text, and so a summary to pay for.
+        if event == "paid" and spec.kind == "scrape" and self.providers:
+            try:
+                self.warm(self.providers[:1])
+            except RuntimeError:
+                pass  # heard outside an event loop (a plain @durable function): nothing to warm for
+
     async def ask(self, provider: Any, template: str, name: str, context: dict[str, Any], *,
                   schema: dict[str, Any] | None = None, **variables: Any) -> str:
         """Render ``template`` and ask ``provider`` as a durable step; the answer's text.

@@ -292,7 +292,7 @@ class ResearchWorkflow(Stages):
         """
         # Half the context for the source, after room for the prompt and the summary itself: an 8k-token
         # server must not get an 8k-token part of a page and no room to answer.
-        budget = max(256, (self.providers[0].context_window - SUMMARY_RESERVE_TOKENS) // 2)
+        budget = max(256, (await self.context_window(self.providers[0]) - SUMMARY_RESERVE_TOKENS) // 2)
         if chunking.approx_tokens(text) <= budget:
             return await self._summarize_text(title, text, f"summarize {label}")
         parts = chunking.split(text, budget)
@@ -434,6 +434,11 @@ class ResearchWorkflow(Stages):
 
     async def run(self) -> ResearchResult:
         self.check_ready()
+        journal = self.runtime.journal
+        if not self.runtime.pins and journal is not None and not journal.asked_before(self.inputs.question,
+                                                                                     self.runtime.run_id):
+            # A question this cache never answered: its analyses are new steps, so paying is certain.
+            self.warm()
         refs = await self.gather()
         sources: list[Source] = []
         await self._read_and_summarize(refs, sources)

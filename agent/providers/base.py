@@ -18,9 +18,11 @@ a run whose every step replays builds no client and imports no SDK.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
@@ -134,6 +136,7 @@ class Provider(ABC):
         policy = Policy.for_provider(f"{self.name}@{self.endpoint}", self.limits)
         # Before the policy, not in the attempt: slow setup done after taking a rate-limit slot would
         # hold up the event loop while the other callers' slots come due.
+        await self.ready()
         self.prepare()
         return await policy.run(lambda: self.complete(request), provider=self.name, timeout_hint=self.timeout_hint())
 
@@ -150,6 +153,24 @@ class Provider(ABC):
 
     def prepare(self) -> None:
         """Synchronous setup a call needs (such as an SDK client), done before it queues for a slot."""
+
+    async def probe_context(self) -> int | None:
+        """The context window the server reports for this model, if it can say (None: use the default).
+
+        Asked once per run, when the model's settings give none; the pipeline stores the answer as a step,
+        so a later run splits its sources alike (the same step keys) even with the server gone.
+        """
+        return None
+
+    def warm(self) -> None:
+        """A paid call is certain: start, off the event loop, the setup its first call would wait for.
+
+        Called from a running loop by the pipeline (see :meth:`pipelines.base.Stages.warm`); providers
+        with no slow setup ignore it.
+        """
+
+    async def ready(self) -> None:
+        """Wait for a setup :meth:`warm` started, if any (a call's first step)."""
 
     async def aclose(self) -> None:
         """Release clients; providers with none need not override it."""
@@ -172,6 +193,47 @@ class LoopClient(Generic[C]):
         self._close = close
         self._client: C | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: A client being made in a thread for a loop, by :meth:`warm`.
+        self._warming: tuple[asyncio.AbstractEventLoop, concurrent.futures.Future] | None = None
+
+    def warm(self) -> None:
+        """Make the running loop's client in a thread: importing an SDK and loading its TLS roots take
+        most of a second, which the first paid call would otherwise spend blocking the loop."""
+        loop = asyncio.get_running_loop()
+        if (self._client is not None and self._loop is loop) or (self._warming and self._warming[0] is loop):
+            return
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def make() -> None:
+            try:
+                future.set_result(self._make())
+            except BaseException as exc:  # the first call makes its own client and meets the error there
+                future.set_exception(exc)
+
+        self._warming = (loop, future)
+        threading.Thread(target=make, name="sdk-client", daemon=True).start()
+
+    async def ready(self) -> None:
+        """Adopt the client :meth:`warm` is making for this loop, once it is made."""
+        warming = self._warming
+        if warming is None:
+            return
+        loop, future = warming
+        if loop is not asyncio.get_running_loop():
+            return  # made for another loop: :meth:`get` makes this loop its own
+        try:
+            client = await asyncio.wrap_future(future)
+        except Exception:
+            client = None
+        if self._warming is not warming:
+            return  # another call adopted it first
+        self._warming = None
+        if client is None:
+            return
+        if self._client is None or self._loop is not loop:
+            self._client, self._loop = client, loop
+        else:
+            await self._close(client)
 
     def get(self) -> C:
         loop = asyncio.get_running_loop()
@@ -181,6 +243,8 @@ class LoopClient(Generic[C]):
         return self._client
 
     async def aclose(self) -> None:
+        await self.ready()  # a client still being made is adopted, then closed with the rest
+        self._warming = None
         client, loop = self._client, self._loop
         self._client = self._loop = None
         if client is None:
@@ -213,6 +277,12 @@ class SDKProvider(Provider, Generic[C]):
 
     def prepare(self) -> None:
         self.client()
+
+    def warm(self) -> None:
+        self._client.warm()
+
+    async def ready(self) -> None:
+        await self._client.ready()
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -164,12 +164,51 @@ class OllamaProvider(OpenAIProvider):
     def endpoint(self) -> str:
         return ollama_base_url(self.configured_url("OLLAMA_HOST", OLLAMA_URL))
 
+    async def probe_context(self) -> int | None:
+        """``POST /api/show``: the model's ``num_ctx`` if it sets one, else its trained context length,
+        at most :attr:`context_window` (what Ollama serves a model that sets none is a server setting,
+        not reported); None when the server cannot say."""
+        import asyncio
+
+        return await asyncio.to_thread(self._show_context)
+
+    def _show_context(self) -> int | None:
+        import json
+        import urllib.request
+
+        url = self.endpoint[: -len("/v1")] + "/api/show"
+        body = json.dumps({"model": self.model, "name": self.model}).encode()
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                info = json.loads(response.read(1 << 20) or b"null")
+        except (OSError, ValueError):
+            return None
+        return ollama_context(info, self.context_window)
+
     def key_variable(self) -> str | None:
         # Ollama has no key; a 401 means OLLAMA_HOST points at something else, so that is what to check.
         return "OLLAMA_HOST"
 
     def api_key(self) -> str | None:
         return None
+
+
+def ollama_context(info: Any, default: int) -> int | None:
+    """The context window an ``/api/show`` answer gives: ``num_ctx`` among its parameters, else the
+    model's ``*.context_length`` capped at ``default``; None if it has neither."""
+    if not isinstance(info, Mapping):
+        return None
+    for line in str(info.get("parameters") or "").splitlines():
+        name, _, value = line.strip().partition(" ")
+        if name == "num_ctx" and value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    model_info = info.get("model_info")
+    if isinstance(model_info, Mapping):
+        lengths = [v for k, v in model_info.items() if str(k).endswith(".context_length") and isinstance(v, int) and v > 0]
+        if lengths:
+            return min(lengths[0], default)
+    return None
 
 
 def ollama_base_url(host: str) -> str:
