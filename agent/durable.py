@@ -17,20 +17,35 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from agent.config import load_dotenv_once
 from agent.errors import UsageError
-from agent.keys import canonical_json
+from agent.keys import KeyMaker, canonical_json
 from agent.steps import Paid, Runtime, StepSpec, current_runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Runtimes by the store they use (its resolved directory, or its URL).
 _default: dict[str, Runtime] = {}
+#: The same runtimes by what selects the store: the two variables and the working directory. Each call
+#: reads these three instead of resolving the directory again, and a change to any picks the right store.
+_selected: dict[tuple[str | None, str | None, str], Runtime] = {}
 
 
 def default_runtime() -> Runtime:
     """A journal-less runtime on the configured store (``RESEARCH_STORE``, else the cache directory),
     shared by the process."""
+    load_dotenv_once()  # a .env file may set the variables read next
+    selector = (os.environ.get("RESEARCH_STORE"), os.environ.get("RESEARCH_CACHE_DIR"), os.getcwd())
+    runtime = _selected.get(selector)
+    if runtime is None:
+        runtime = _selected[selector] = _open_default()
+    return runtime
+
+
+def _open_default() -> Runtime:
     from agent.storage import locate, open_storage
 
     where = locate()
@@ -42,12 +57,56 @@ def default_runtime() -> Runtime:
     return runtime
 
 
+_HINT = "durable steps take and return JSON values: str, numbers, bools, None, lists, dicts"
+
+
 def _as_json(value: Any, what: str) -> Any:
     try:
         return json.loads(canonical_json(value))
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"{what} is not JSON-serializable ({exc})",
-                         hint="durable steps take and return JSON values: str, numbers, bools, None, lists, dicts") from exc
+        raise UsageError(f"{what} is not JSON-serializable ({exc})", hint=_HINT) from exc
+
+
+def _arguments_json(arguments: dict[str, Any], what: str) -> tuple[Any, str]:
+    """The arguments as a JSON value and its canonical text, the text the step key is made of.
+
+    A step's arguments are keyed as their JSON reading gives them back (a tuple is a list, a dict's
+    number keys are strings). Read back, the canonical text of arguments with no dict inside them
+    (the top-level one has the parameters' names as keys) is the same text, so only arguments holding
+    a dict (or a brace in a string) are read back and written again.
+    """
+    try:
+        text = canonical_json(arguments)
+        if text.find("{", 1) < 0:
+            return arguments, text
+        value = json.loads(text)
+        return value, canonical_json(value)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{what} is not JSON-serializable ({exc})", hint=_HINT) from exc
+
+
+def _binder(signature: inspect.Signature) -> Callable[[tuple, dict], dict[str, Any]]:
+    """``(args, kwargs) -> {parameter: value}`` with defaults applied, as ``signature.bind`` gives it;
+    a call of positional arguments to a function of plain parameters is bound without it."""
+    params = list(signature.parameters.values())
+    names = tuple(p.name for p in params)
+    plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+    defaults = [(p.name, p.default) for p in params]
+
+    def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
+        if plain and not kwargs and len(args) <= len(names):
+            arguments = dict(zip(names, args))
+            for name, default in defaults[len(args):]:
+                if default is inspect.Parameter.empty:
+                    break  # a missing argument: signature.bind names it
+                arguments[name] = default
+            else:
+                return arguments
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    return bind
 
 
 def durable(fn: F | None = None, *, name: str | None = None, version: str | int | None = None,
@@ -60,14 +119,18 @@ def durable(fn: F | None = None, *, name: str | None = None, version: str | int 
 
     def wrap(func: F) -> F:
         label = name or f"{func.__module__}.{func.__qualname__}"
-        signature = inspect.signature(func)
+        bind = _binder(inspect.signature(func))
+        keys = KeyMaker("fn", provider="python", model=label)
+        version_json = canonical_json(version)
+        what = f"an argument of {label}"
 
         def spec_for(args: tuple, kwargs: dict) -> StepSpec:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            request = {"args": _as_json(dict(bound.arguments), f"an argument of {label}"), "version": version}
-            return StepSpec(kind="fn", name=label, provider="python", model=label, request=request,
-                            max_age=max_age)
+            arguments, text = _arguments_json(bind(args, kwargs), what)
+            spec = StepSpec(kind="fn", name=label, provider="python", model=label,
+                            request={"args": arguments, "version": version}, max_age=max_age)
+            # The key step_key would make of these fields, from the text already written.
+            spec.key = keys.key(f'{{"args":{text},"version":{version_json}}}')
+            return spec
 
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)

@@ -478,7 +478,7 @@ class JournalBase:
         events may be ``defer``-red and written in batches (one transaction per batch keeps a replay
         in microseconds); losing them to a kill costs nothing, since a resume replays those steps again.
         """
-        row = (run_id, attempt, *[event.get(f) for f in EVENT_FIELDS], time.time())
+        row = (run_id, attempt, *map(event.get, EVENT_FIELDS), time.time())
         with self._lock:
             self._pending.append(row)
             if defer and len(self._pending) < self.DEFER_LIMIT:

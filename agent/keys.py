@@ -17,9 +17,14 @@ SCHEMA_VERSION = 1
 KEY_PREFIX = "v1"
 
 
+#: One encoder for every call (``json.dumps`` with options builds a new one each time; encoding keeps
+#: no state in it, so threads may share it).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys, no whitespace and no NaN: the same value always gives the same text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def content_hash(value: Any) -> str:
@@ -46,3 +51,28 @@ def step_key(
         "schema_version": schema_version,
     }
     return f"{KEY_PREFIX}:{kind}:{content_hash(payload)}"
+
+
+class KeyMaker:
+    """:func:`step_key` for many requests of one step (same kind, provider, endpoint and model), made
+    from each request's canonical JSON text: the fixed fields are written once, so a caller that
+    already holds the request's canonical JSON does not have it serialized a second time.
+
+    ``KeyMaker(kind, ...).key(canonical_json(request)) == step_key(kind, ..., request=request)``: the
+    payload's fields sort as ``endpoint, kind, model, provider, request, schema_version``, and the
+    request's text is hashed in its place between them.
+    """
+
+    def __init__(self, kind: str, *, provider: str = "", endpoint: str = "", model: str = "",
+                 schema_version: int = SCHEMA_VERSION) -> None:
+        head = canonical_json({"endpoint": endpoint, "kind": kind, "model": model, "provider": provider})
+        self._head = hashlib.sha256(f'{head[:-1]},"request":'.encode("utf-8"))
+        self._tail = f',"schema_version":{canonical_json(schema_version)}}}'.encode("utf-8")
+        self._prefix = f"{KEY_PREFIX}:{kind}:"
+
+    def key(self, request_json: str) -> str:
+        """The key of the request whose canonical JSON is ``request_json``."""
+        digest = self._head.copy()
+        digest.update(request_json.encode("utf-8"))
+        digest.update(self._tail)
+        return self._prefix + digest.hexdigest()

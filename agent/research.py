@@ -14,8 +14,6 @@ Errors are raised as the project's exceptions (``agent.UsageError`` and friends)
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -138,6 +136,9 @@ class Research:
     def run(self, question: str, *, files: Sequence[str | Path] = (), urls: Sequence[str] = (),
             search: int = 0, depth: int = 0, breadth: int = 2, run_id: str | None = None) -> ResearchReport:
         """Run research on ``question`` and return the report; completed steps replay for free."""
+        import asyncio  # imported by the runs, not by ``import agent``
+        import concurrent.futures
+
         coro = self.arun(question, files=files, urls=urls, search=search, depth=depth, breadth=breadth, run_id=run_id)
         try:
             asyncio.get_running_loop()

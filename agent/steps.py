@@ -15,7 +15,6 @@ It knows nothing of models, pages or pipelines; adapters and pipelines bring the
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import json
@@ -155,9 +154,11 @@ class Runtime:
 
     def _replay(self, spec: StepSpec, record: dict[str, Any], started: float) -> StepResult:
         result = _from_record(record, spec.key, True, time.perf_counter() - started)
-        self._journal(spec, "completed", replayed=True, result=result, digest=record.get("digest"),
-                      duration=result.duration_s)
-        self._notify("replayed", spec, result, None)
+        if self.journal is not None:
+            self._journal(spec, "completed", replayed=True, result=result, digest=record.get("digest"),
+                          duration=result.duration_s)
+        if self.listeners:
+            self._notify("replayed", spec, result, None)
         return result
 
     def _paid(self, spec: StepSpec, paid: Paid, started: float) -> StepResult:
@@ -195,6 +196,8 @@ class Runtime:
         record = self.lookup(spec)
         if record is not None:
             return self._replay(spec, record, started)
+        import asyncio  # here, not at the top: a replayed step and a sync caller never need it
+
         key = spec.key
         pending = self._inflight.get(key)
         if pending is not None:
@@ -238,6 +241,8 @@ class Runtime:
         """Claim ``spec``'s key, or wait while another live process holds it; its record if it paid."""
         if self.holder is None:
             return None
+        import asyncio
+
         while True:
             other = self.journal.claim(spec.key, self.holder, self.run_id)
             if other is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import diskcache
-from diskcache.core import MODE_PICKLE, UNKNOWN
+from diskcache.core import MODE_PICKLE, MODE_RAW, UNKNOWN
 
 from agent.errors import StoreError
 from agent.keys import content_hash
@@ -39,7 +39,7 @@ class JSONBytesDisk(diskcache.Disk):
     def put(self, key):
         if type(key) is not str:
             raise TypeError("store keys are strings")
-        return super().put(key)
+        return key, True  # what diskcache makes of a str key, without the call (every read comes here)
 
     def get(self, key, raw):
         if not raw:
@@ -55,6 +55,8 @@ class JSONBytesDisk(diskcache.Disk):
         return size, mode, filename, db_value
 
     def fetch(self, mode, filename, value, read):
+        if mode == MODE_RAW:  # a record held in the database row, as most are: diskcache's own reading of it
+            return bytes(value) if type(value) is sqlite3.Binary else value
         if mode == MODE_PICKLE:
             raise UnsafeRow("pickled value")
         return super().fetch(mode, filename, value, False)
@@ -80,12 +82,22 @@ def encode_record(record: dict[str, Any]) -> bytes:
     return json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+def _loads(raw: bytes | str) -> Any:
+    if type(raw) is bytes:
+        try:
+            # What the stores write is UTF-8; decoding it first spares json.loads guessing the encoding.
+            return json.loads(raw.decode("utf-8"))
+        except ValueError:
+            pass  # json.loads reads UTF-16 and UTF-32 bytes, and a BOM, too: let it judge
+    return json.loads(raw)
+
+
 def decode_record(raw: bytes | str | None) -> dict[str, Any] | None:
     """The record in ``raw``; ``None`` for anything that is not a JSON object with a ``value``."""
     if raw is None:
         return None
     try:
-        record = json.loads(raw)
+        record = _loads(raw)
     except (ValueError, TypeError):
         return None
     if not isinstance(record, dict) or "value" not in record:
@@ -191,7 +203,7 @@ class Store:
     def get(self, key: str, *, max_age: float | None = None) -> dict[str, Any] | None:
         """The record for ``key``, or ``None`` when it is absent, unreadable or older than ``max_age``."""
         record = self._read(key)
-        if record is not None and is_stale(record, max_age):
+        if max_age is not None and record is not None and is_stale(record, max_age):
             return None
         return record
 
