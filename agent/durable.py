@@ -29,32 +29,37 @@ from agent.steps import Paid, Runtime, StepSpec, current_runtime
 F = TypeVar("F", bound=Callable[..., Any])
 #: Runtimes by the store they use (its resolved directory, or its URL).
 _default: dict[str, Runtime] = {}
-#: The same runtimes by what selects the store: the two variables and the working directory. Each call
-#: reads these three instead of resolving the directory again, and a change to any picks the right store.
-_selected: dict[tuple[str | None, str | None, str], Runtime] = {}
+#: The same runtimes by the two variables that select the store, each with the working directory it
+#: was resolved in when that matters (a relative directory), else ``None``. A call reads these instead
+#: of resolving the directory again; a change to any of them resolves it again.
+_selected: dict[tuple[str | None, str | None], tuple[Runtime, str | None]] = {}
 
 
 def default_runtime() -> Runtime:
     """A journal-less runtime on the configured store (``RESEARCH_STORE``, else the cache directory),
     shared by the process."""
     load_dotenv_once()  # a .env file may set the variables read next
-    selector = (os.environ.get("RESEARCH_STORE"), os.environ.get("RESEARCH_CACHE_DIR"), os.getcwd())
-    runtime = _selected.get(selector)
-    if runtime is None:
-        runtime = _selected[selector] = _open_default()
+    variables = (os.environ.get("RESEARCH_STORE"), os.environ.get("RESEARCH_CACHE_DIR"))
+    selected = _selected.get(variables)
+    if selected is not None and (selected[1] is None or selected[1] == os.getcwd()):
+        return selected[0]
+    runtime, relative = _open_default()
+    _selected[variables] = (runtime, os.getcwd() if relative else None)
     return runtime
 
 
-def _open_default() -> Runtime:
+def _open_default() -> tuple[Runtime, bool]:
+    """The runtime of the configured store, and whether the working directory chose it."""
     from agent.storage import locate, open_storage
 
     where = locate()
+    relative = where.backend == "local" and not Path(where.target).is_absolute()
     name = str(Path(where.target).resolve()) if where.backend == "local" else where.target
     runtime = _default.get(name)
     if runtime is None:
         store, _ = open_storage(where, journal=False)
         runtime = _default[name] = Runtime(store)
-    return runtime
+    return runtime, relative
 
 
 _HINT = "durable steps take and return JSON values: str, numbers, bools, None, lists, dicts"
@@ -91,16 +96,19 @@ def _binder(signature: inspect.Signature) -> Callable[[tuple, dict], dict[str, A
     params = list(signature.parameters.values())
     names = tuple(p.name for p in params)
     plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
-    defaults = [(p.name, p.default) for p in params]
+    # The defaults that fill the parameters after the first n, for each n; None where one has none.
+    rest: list[dict[str, Any] | None] = []
+    for n in range(len(params) + 1):
+        tail = params[n:]
+        rest.append(None if any(p.default is p.empty for p in tail) else {p.name: p.default for p in tail})
 
     def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
         if plain and not kwargs and len(args) <= len(names):
-            arguments = dict(zip(names, args))
-            for name, default in defaults[len(args):]:
-                if default is inspect.Parameter.empty:
-                    break  # a missing argument: signature.bind names it
-                arguments[name] = default
-            else:
+            defaults = rest[len(args)]
+            if defaults is not None:  # else an argument is missing: signature.bind names it
+                arguments = dict(zip(names, args))
+                if defaults:
+                    arguments.update(defaults)
                 return arguments
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()

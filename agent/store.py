@@ -214,11 +214,25 @@ class Store:
             return record
         return self._read(f"{key}@{digest}")
 
+    #: A key's row, selected as diskcache's own read selects it (a str key is stored raw).
+    _SELECT = "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
+
     def _read(self, key: str) -> dict[str, Any] | None:
+        # diskcache's get, less the steps that never apply to this store (pickled keys, statistics,
+        # eviction), since every replay comes here; the row still goes through JSONBytesDisk.fetch.
+        if type(key) is not str:
+            raise TypeError("store keys are strings")
         try:
-            raw = self._cache.get(key)
-        except UnsafeRow:
-            return None
+            rows = self._cache._sql(self._SELECT, (key, time.time())).fetchall()
+            if not rows:
+                return None
+            ((mode, filename, value),) = rows
+            try:
+                raw = self._cache._disk.fetch(mode, filename, value, False)
+            except UnsafeRow:
+                return None
+            except OSError:
+                return None  # its file went with a clear in another process: diskcache's get misses too
         except (OSError, sqlite3.Error) as exc:
             if _is_damage(exc):
                 raise damaged(self.directory / "cache.db", exc) from exc

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import diskcache
 import pytest
 
 from agent import UsageError, durable
@@ -141,3 +142,19 @@ def test_a_sync_durable_hit_imports_no_asyncio(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, **env}).stdout
     assert out.split() == ["49", "49", "False"]
+
+
+def test_an_expired_row_is_a_miss_as_diskcache_reads_it(tmp_path):
+    directory = tmp_path / "c"
+    with Store(directory) as store:
+        store.put("k", {"ok": 1}, kind="llm")
+    planted = diskcache.Cache(str(directory))
+    planted.set("k-old", b'{"value": 1, "kind": "llm"}', expire=-1)
+    planted.set("k-new", b'{"value": 2, "kind": "llm"}', expire=3600)
+    planted.close()
+    with Store(directory) as store:
+        assert store.get("k-old") is None
+        assert store.get("k-new")["value"] == 2
+        assert store.get("k")["value"] == {"ok": 1}
+        with pytest.raises(TypeError):
+            store.get(("a", "tuple"))
