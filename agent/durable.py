@@ -62,6 +62,10 @@ def _open_default() -> tuple[Runtime, bool]:
     return runtime, relative
 
 
+#: How many argument keys each durable function remembers, and for arguments of how many characters at
+#: most (longer ones cost more to write than to hash): a megabyte or two at worst.
+_RECENT_KEYS = 1024
+_RECENT_CHARS = 1024
 _HINT = "durable steps take and return JSON values: str, numbers, bools, None, lists, dicts"
 
 
@@ -132,12 +136,22 @@ def durable(fn: F | None = None, *, name: str | None = None, version: str | int 
         version_json = canonical_json(version)
         what = f"an argument of {label}"
 
+        #: Keys of the arguments seen lately, by their canonical JSON: a repeated call is not hashed again.
+        recent: dict[str, str] = {}
+
         def spec_for(args: tuple, kwargs: dict) -> StepSpec:
             arguments, text = _arguments_json(bind(args, kwargs), what)
             spec = StepSpec(kind="fn", name=label, provider="python", model=label,
                             request={"args": arguments, "version": version}, max_age=max_age)
-            # The key step_key would make of these fields, from the text already written.
-            spec.key = keys.key(f'{{"args":{text},"version":{version_json}}}')
+            key = recent.get(text)
+            if key is None:
+                # The key step_key would make of these fields, from the text already written.
+                key = keys.key(f'{{"args":{text},"version":{version_json}}}')
+                if len(text) <= _RECENT_CHARS:
+                    if len(recent) >= _RECENT_KEYS:
+                        recent.clear()
+                    recent[text] = key
+            spec.key = key
             return spec
 
         if inspect.iscoroutinefunction(func):

@@ -172,7 +172,10 @@ class Runtime:
         duration = time.perf_counter() - started
         meta["duration_s"] = round(duration, 6)
         record = self.store.put(spec.key, paid.value, kind=spec.kind, meta=meta)
-        self.pins[spec.key] = record["digest"]
+        if self.run_id is not None:
+            # A run sees what it paid for again, whatever its age; outside a run (``@durable`` on the
+            # default runtime) ``max_age`` still holds, and the process does not pin every result it pays.
+            self.pins[spec.key] = record["digest"]
         result = _from_record(record, spec.key, False, duration)
         self.spent_usd += paid.cost_usd or 0.0
         self._journal(spec, "completed", replayed=False, result=result, digest=record["digest"],

@@ -52,6 +52,19 @@ GOLDEN = [
 @pytest.mark.parametrize("fn, args, kwargs, key", GOLDEN)
 def test_durable_keys_are_the_golden_ones(fn, args, kwargs, key):
     assert fn.step_key(*args, **kwargs) == key
+    assert fn.step_key(*args, **kwargs) == key  # remembered, the same
+
+
+def test_keys_stay_right_past_what_a_function_remembers():
+    @durable(name="hot.many")
+    def many(i, text):
+        return i
+
+    expected = {i: step_key("fn", provider="python", model="hot.many",
+                            request={"args": {"i": i, "text": "x" * (i % 3) * 600}, "version": None})
+                for i in range(2500)}
+    for _ in range(2):
+        assert all(many.step_key(i, "x" * (i % 3) * 600) == key for i, key in expected.items())
 
 
 def test_key_maker_makes_the_keys_step_key_makes():
@@ -158,3 +171,19 @@ def test_an_expired_row_is_a_miss_as_diskcache_reads_it(tmp_path):
         assert store.get("k")["value"] == {"ok": 1}
         with pytest.raises(TypeError):
             store.get(("a", "tuple"))
+
+
+def test_max_age_holds_in_the_process_that_paid(tmp_path):
+    import time
+
+    calls: list[int] = []
+
+    @durable(name="hot.fresh", max_age=0.01)
+    def fresh(x):
+        calls.append(x)
+        return x
+
+    fresh(1)
+    time.sleep(0.05)  # older than max_age now
+    fresh(1)
+    assert calls == [1, 1]
