@@ -49,11 +49,13 @@ covered by the union of their best passages.
 2. ``quoted``: ``c >= QUOTED``, every figure found, and the claim says "no" (not, nicht, ...) near its
    words exactly where the passage does;
 3. ``found elsewhere``: ``c < PARAPHRASE`` while another source has a passage of coverage ``>= QUOTED``
-   with every figure; :attr:`Verdict.source` names it;
+   with every figure; :attr:`Verdict.source` names it. The other sources looked at are the
+   :data:`OTHERS` that hold most of the claim's weighted words (every source, in a run of a few), so a
+   run of thousands of sources checks a claim against a handful of them, not all;
 4. ``figure not in source``: ``c >= MATCHED`` and a figure is missing; :attr:`Verdict.missing` says which;
 5. ``unchecked``: ``c >= PARAPHRASE``, a paraphrase for a model to settle (:func:`second_pass_prompt`);
-6. ``not found``: every source's coverage is below ``PARAPHRASE``, no source states any of the claim's
-   numbers or dates, and the cited sources are in the claim's language (a translated claim shares no
+6. ``not found``: every source's coverage is below ``PARAPHRASE``, no source looked at states any of the
+   claim's numbers or dates, and the cited sources are in the claim's language (a translated claim shares no
    words with its source, and is left ``unchecked``);
 7. ``unchecked`` otherwise.
 
@@ -74,6 +76,12 @@ replaced 0.32-0.91 (median 0.67); sentences of other pages cover at most 0.17 of
 No true claim is failed at these values. A claim takes about 1-3 ms (the first of a run also reads the
 sources, once: 0.2-0.3 s for 8 pages); the same claim and source texts always give the same verdict, and :data:`VERSION`
 changes when a verdict could.
+
+**Many sources.** A :class:`Corpus` reads every source once for the word weights and for which sources
+hold each word, keeping neither their text nor their sentences; a source's full index (its sentences,
+their words and figures) is made when a claim needs it, and only the last few are kept, so memory does
+not grow with the run's sources. Its texts may come from any mapping of number to text, read lazily.
+
 """
 
 from __future__ import annotations
@@ -82,6 +90,8 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from array import array
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
@@ -89,13 +99,15 @@ from agent import citations, extractive
 
 __all__ = [
     "FAILED", "MATCHED", "PARAPHRASE", "QUOTED", "SECOND_PASS_SCHEMA", "SECOND_PASS_VERDICTS", "VERDICTS",
-    "VERSION", "Claim", "Figure", "Verdict", "answer_span", "check", "check_all", "describe", "figures", "mark",
+    "VERSION", "Claim", "Corpus", "Figure", "Verdict", "answer_span", "check", "check_all", "describe", "figures", "mark",
     "language", "negated", "parse_second_pass", "second_pass_prompt", "section", "split_claims", "stem", "summary",
     "terms",
 ]
 
 #: Part of any key a caller stores verdicts under: bump it when a verdict for the same inputs could change.
 VERSION = 1
+#: Besides the sources a claim cites, it is held against this many others: those holding most of its words.
+OTHERS = 8
 
 QUOTED = 0.8
 MATCHED = 0.5
@@ -277,10 +289,27 @@ def stem(word: str) -> str:
     return word[:-1] + "i" if word.endswith("y") and len(word) > 3 else word
 
 
+#: Each word met, as :func:`terms` gives it ("" for a stop word): a source repeats its words, and a run's
+#: sources share theirs, so most are looked up, not stemmed again.
+_TERM_OF: dict[str, str] = {}
+_TERM_MEMO_SIZE = 500_000
+
+
 def terms(text: str) -> list[str]:
     """The stemmed content words of ``text``, in order (numbers and months are figures, not words)."""
-    return [stem(w) for w in _LETTERS.findall(text) if len(w) > 1 and w.lower() not in STOPWORDS
-            and w.lower() not in _MONTHS]
+    memo = _TERM_OF
+    out = []
+    for word in _LETTERS.findall(text):
+        term = memo.get(word)
+        if term is None:
+            lower = word.lower()
+            term = "" if len(word) <= 1 or lower in STOPWORDS or lower in _MONTHS else stem(word)
+            if len(memo) >= _TERM_MEMO_SIZE:
+                memo.clear()
+            memo[word] = term
+        if term:
+            out.append(term)
+    return out
 
 
 # -- figures -----------------------------------------------------------------------------------------
@@ -601,7 +630,7 @@ def _in(figure: Figure, pool: _Pool) -> bool:
 _CONNECTORS = frozenset("of for and the de des du la für der und".split())
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def _acronyms(text: str) -> frozenset[str]:
     """The acronyms runs of capitalized words in ``text`` make: "the United Kingdom" gives UK,
     "Department of Energy" DOE and DE."""
@@ -632,9 +661,16 @@ class _Source:
     sizes: tuple[int, ...]
     unit_terms: tuple[frozenset[str], ...]
     stems: frozenset[str]
-    pool: _Pool
     language: str
     _pools: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def pool(self) -> _Pool:
+        """Every figure the whole source states (made when first asked: a long text takes a while)."""
+        pool = self._pools.get(-1)
+        if pool is None:
+            pool = self._pools[-1] = _Pool.of(self.text)
+        return pool
 
     def unit_pool(self, i: int) -> _Pool:
         pool = self._pools.get(i)
@@ -682,28 +718,83 @@ def _source(sid: int, text: str) -> _Source:
     lower = text.lower()
     words = frozenset(re.findall(r"\w[\w’'&.-]*\w|\w", lower)) | frozenset(re.findall(r"\w+", lower))
     return _Source(sid, text, words, units, tuple(len(u.split()) for u in units), unit_terms,
-                   frozenset().union(*unit_terms), _Pool.of(text), language(text[:5000]))
+                   frozenset().union(*unit_terms), language(text[:5000]))
 
 
-@dataclass(frozen=True)
-class _Index:
-    sources: dict[int, _Source]
-    idf: dict[str, float]
-    unknown: float  # the weight of a word no source has
+class Corpus:
+    """A run's sources as the claim check reads them (see "Many sources" above).
+
+    ``texts`` maps each source's number to its text; it is read once in full here (each text alone,
+    then let go), then again for the few sources each claim is held against.
+    """
+
+    #: Full source indexes kept at once: a claim's cited sources and its :data:`OTHERS`, with room to spare.
+    KEEP = 24
+
+    def __init__(self, texts: Mapping[int, str]) -> None:
+        self._texts = texts
+        self.ids = sorted(int(k) for k in texts.keys())
+        self._known = frozenset(self.ids)
+        df: dict[str, int] = {}
+        holders: dict[str, array] = {}
+        n = 0
+        for sid in self.ids:
+            held: set[str] = set()
+            for unit in _units(texts[sid]):
+                unit_terms = frozenset(terms(unit))
+                n += 1
+                for t in unit_terms:
+                    df[t] = df.get(t, 0) + 1
+                held |= unit_terms
+            for t in held:
+                holders.setdefault(t, array("i")).append(sid)
+        #: Each word's weight: its inverse document frequency over the sentences of all the sources.
+        self.idf = {t: math.log(1 + n / d) for t, d in df.items()}
+        self.unknown = math.log(1 + max(n, 1) / 0.5)  # the weight of a word no source has
+        self._holders = holders
+        self._built: OrderedDict[int, _Source] = OrderedDict()
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._known
+
+    def source(self, sid: int) -> _Source:
+        built = self._built.get(sid)
+        if built is None:
+            built = self._built[sid] = _source(sid, self._texts[sid])
+            while len(self._built) > self.KEEP:
+                self._built.popitem(last=False)
+        else:
+            self._built.move_to_end(sid)
+        return built
+
+    def others(self, claim: "_Claim", cited: Iterable[int]) -> list[int]:
+        """The :data:`OTHERS` sources besides ``cited`` that hold most of the claim's weighted words, by number.
+
+        A source's share of the claim's words bounds the coverage of any passage of it, so a source left
+        out could not have covered the claim better than the last one taken.
+        """
+        shares: dict[int, list[float]] = {}
+        for t in claim.terms:
+            for sid in self._holders.get(t, ()):
+                shares.setdefault(sid, []).append(claim.weights[t])
+        skip = set(cited)
+        ranked = sorted(((-math.fsum(shares.get(sid, ())), sid) for sid in self.ids if sid not in skip))
+        return sorted(sid for _, sid in ranked[:OTHERS])
 
 
-@lru_cache(maxsize=8)
-def _index(items: tuple[tuple[int, str], ...]) -> _Index:
-    sources = {sid: _source(sid, text) for sid, text in items}
-    df: dict[str, int] = {}
-    n = 0
-    for source in sources.values():
-        for unit in source.unit_terms:
-            n += 1
-            for t in unit:
-                df[t] = df.get(t, 0) + 1
-    idf = {t: math.log(1 + n / d) for t, d in df.items()}
-    return _Index(sources, idf, math.log(1 + max(n, 1) / 0.5))
+def corpus(sources: "Mapping[int, str] | Corpus") -> Corpus:
+    """``sources`` as a :class:`Corpus`: a run makes one and gives it to every check; a plain dict of
+    texts (a caller checking claims one by one) gets the one made for the same texts last time."""
+    if isinstance(sources, Corpus):
+        return sources
+    if isinstance(sources, dict):
+        return _corpus_of(tuple(sorted((int(k), v) for k, v in sources.items())))
+    return Corpus(sources)
+
+
+@lru_cache(maxsize=4)
+def _corpus_of(items: tuple[tuple[int, str], ...]) -> Corpus:
+    return Corpus(dict(items))
 
 
 # -- the first pass ----------------------------------------------------------------------------------
@@ -765,16 +856,23 @@ JOINS = 0.1
 class _Claim:
     """A claim as it is matched: its weighted words, its figures, which sources state its names."""
 
-    def __init__(self, claim: Claim, index: _Index) -> None:
+    def __init__(self, claim: Claim, index: Corpus) -> None:
         self.terms = set(terms(claim.text))
         self.weights = {t: index.idf.get(t, index.unknown) for t in self.terms}
         self.total = math.fsum(self.weights.values())  # fsum: the same sum in any order, so in any process
         self.figures = figures(claim.text)
         self.words = len(claim.text.split())
-        names = [f.text for f in self.figures if f.kind == "name"]
-        # A page names its subject once: a name the passage lacks may stand anywhere in its source.
-        self.named = {sid: {n for n in names if _name_in(n, s)} for sid, s in index.sources.items()}
+        self._names = [f.text for f in self.figures if f.kind == "name"]
+        self._named: dict[int, set[str]] = {}
         self._hits: dict[int, list[frozenset[str]]] = {}
+
+    def named(self, source: _Source) -> set[str]:
+        """The claim's names ``source`` states anywhere: a page names its subject once, so a name the
+        passage lacks may stand elsewhere in its source."""
+        found = self._named.get(source.id)
+        if found is None:
+            found = self._named[source.id] = {n for n in self._names if _name_in(n, source)}
+        return found
 
     def hits(self, source: _Source) -> list[frozenset[str]]:
         """The claim's words in each unit of ``source``."""
@@ -795,7 +893,7 @@ class _Claim:
         out = []
         for fig in self.figures:
             if fig.kind == "name":
-                ok = any(fig.text in self.named[s.id] for s in sources)
+                ok = any(fig.text in self.named(s) for s in sources)
             else:
                 ok = _in(fig, pool) or any(self._elsewhere(fig, pool, hits, s) for s in sources)
             if not ok:
@@ -873,17 +971,19 @@ def _best(source: _Source, claim: _Claim) -> _Match:
     return best[1]
 
 
-def check(claim: Claim, sources: Mapping[int, str]) -> Verdict:
+def check(claim: Claim, sources: "Mapping[int, str] | Corpus") -> Verdict:
     """The first-pass verdict on ``claim`` given the text of every source of the run, by number."""
-    return _check(claim, _index(tuple(sorted((int(k), v) for k, v in sources.items()))))
+    return _check(claim, corpus(sources))
 
 
-def _check(claim: Claim, index: _Index) -> Verdict:
-    cited = [index.sources[n] for n in claim.cited if n in index.sources]
-    if not cited:
+def _check(claim: Claim, index: Corpus) -> Verdict:
+    cited_ids = [n for n in claim.cited if n in index]
+    if not cited_ids:
         return Verdict(claim, "unchecked", None, "", [], 0.0)
     wanted = _Claim(claim, index)
-    matches = {sid: _best(s, wanted) for sid, s in index.sources.items()}
+    looked_at = sorted(set(cited_ids) | set(index.others(wanted, cited_ids)))
+    matches = {sid: _best(index.source(sid), wanted) for sid in looked_at}
+    cited = [index.source(n) for n in cited_ids]
     own = [matches[s.id] for s in cited]
     passages = {m.sources[0]: m.passage for m in own if m.passage}
     lead = max(own, key=lambda m: (m.coverage, -len(m.missing)))
@@ -917,7 +1017,7 @@ def _check(claim: Claim, index: _Index) -> Verdict:
         return verdict("unchecked")
     # Not found: no source shares its words, none states any of its numbers or dates, and the cited
     # sources are in its language (a claim translated from its source shares none of its words).
-    anywhere = any(_in(f, s.pool) for f in wanted.figures if f.kind != "name" for s in index.sources.values())
+    anywhere = any(_in(f, index.source(sid).pool) for f in wanted.figures if f.kind != "name" for sid in looked_at)
     tongue = language(claim.text)
     foreign = any(s.language and tongue and s.language != tongue for s in cited)
     if max(m.coverage for m in matches.values()) < PARAPHRASE and not anywhere and not foreign:
@@ -925,9 +1025,9 @@ def _check(claim: Claim, index: _Index) -> Verdict:
     return verdict("unchecked")
 
 
-def check_all(text: str, sources: Mapping[int, str], start: int = 0, end: int | None = None) -> list[Verdict]:
+def check_all(text: str, sources: "Mapping[int, str] | Corpus", start: int = 0, end: int | None = None) -> list[Verdict]:
     """:func:`check` for every claim of ``text[start:end]``."""
-    index = _index(tuple(sorted((int(k), v) for k, v in sources.items())))
+    index = corpus(sources)
     return [_check(claim, index) for claim in split_claims(text, start, end)]
 
 

@@ -435,7 +435,7 @@ def cache_stats(cache_dir: CacheDir = None, store: StoreUrl = None, as_json: Jso
 
 @cache_app.command("clear")
 def cache_clear(
-    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, probe (a server's reported context window), or failure (remembered failed page reads).")] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, probe (a server's reported context window), check (remembered claim verdicts), or failure (remembered failed page reads).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     cache_dir: CacheDir = None,
     store: StoreUrl = None,

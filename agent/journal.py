@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -107,6 +107,22 @@ CREATE TABLE IF NOT EXISTS effects (
     at REAL NOT NULL,
     PRIMARY KEY (run_id, effect)
 );
+"""
+
+#: Each step of a run once: its first paid event if it was ever paid (later replays do not undo that),
+#: else its latest event; with how many times it was paid and what that cost. In the order steps first ran.
+_STEPS = """
+SELECT e.kind, e.name, e.provider, e.model, e.key, e.status, e.replayed, e.input_tokens, e.output_tokens,
+       e.cost_usd, e.saved_usd, e.duration_s, e.error, e.detail,
+       g.paid_times, g.paid_total, g.paid_unknown
+FROM (SELECT key, MIN(id) AS first_id, MAX(id) AS last_id,
+             MIN(CASE WHEN status = 'completed' AND replayed = 0 THEN id END) AS paid_id,
+             SUM(CASE WHEN status = 'completed' AND replayed = 0 THEN 1 ELSE 0 END) AS paid_times,
+             SUM(CASE WHEN status = 'completed' AND replayed = 0 THEN cost_usd END) AS paid_total,
+             SUM(CASE WHEN status = 'completed' AND replayed = 0 AND cost_usd IS NULL THEN 1 ELSE 0 END) AS paid_unknown
+      FROM events WHERE run_id = ? GROUP BY key) g
+JOIN events e ON e.id = COALESCE(g.paid_id, g.last_id)
+ORDER BY g.first_id
 """
 
 #: Migration ``n`` (1-based) takes a journal from schema ``n - 1`` to ``n``; ``PRAGMA user_version``
@@ -498,42 +514,46 @@ class JournalBase:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
-        """One entry per step of the run, across its attempts.
+        """:meth:`iter_steps` as a list."""
+        return list(self.iter_steps(run_id))
+
+    #: Step rows fetched at a time by :meth:`iter_steps`.
+    PAGE = 500
+
+    def iter_steps(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """One entry per step of the run, across its attempts, in the order the steps first ran; read
+        from the journal a page at a time, so a run of many thousands of steps is never all in memory.
 
         A step this run paid for counts as paid (with its cost) even if a later attempt replayed it;
         a step only ever replayed counts as replayed, its original cost as saved. A step paid more than
         once (its stored result was lost between attempts) says so in ``paid_times``, and its cost is
         what every payment cost: the totals are what was really spent.
         """
-        by_key: dict[str, dict[str, Any]] = {}
-        paid: dict[str, list[float | None]] = {}
-        for ev in self.events(run_id):
-            if ev["status"] == "completed" and not ev["replayed"]:
-                paid.setdefault(ev["key"], []).append(ev["cost_usd"])
-            cur = by_key.get(ev["key"])
-            paid_before = cur is not None and cur["status"] == "completed" and not cur["replayed"]
-            if cur is None or not paid_before:
-                by_key[ev["key"]] = ev
-        steps = []
-        for ev in by_key.values():
-            costs = paid.get(ev["key"], [])
-            cost = ev["cost_usd"]
-            if len(costs) > 1:
-                cost = None if any(c is None for c in costs) else sum(costs)
-            step = {
-                "kind": ev["kind"], "name": ev["name"], "provider": ev["provider"], "model": ev["model"],
-                "key": ev["key"], "status": ev["status"], "replayed": bool(ev["replayed"]),
-                "input_tokens": ev["input_tokens"], "output_tokens": ev["output_tokens"],
-                "cost_usd": cost, "saved_usd": ev["saved_usd"], "duration_s": ev["duration_s"],
-                "paid_times": len(costs),
-            }
-            if ev.get("detail"):
-                step["detail"] = json.loads(ev["detail"])
-                step["truncated"] = step["detail"].get("finish_reason") == "length"
-            if ev["status"] == "failed":
-                step["error"] = ev["error"]
-            steps.append(step)
-        return steps
+        cur = self._exec(_STEPS, (run_id,))
+        names = [c[0] for c in cur.description]
+        while True:
+            rows = cur.fetchmany(self.PAGE)
+            if not rows:
+                return
+            for row in rows:
+                ev = dict(zip(names, row))
+                paid_times = ev["paid_times"] or 0
+                cost = ev["cost_usd"]
+                if paid_times > 1:
+                    cost = None if ev["paid_unknown"] else ev["paid_total"]
+                step = {
+                    "kind": ev["kind"], "name": ev["name"], "provider": ev["provider"], "model": ev["model"],
+                    "key": ev["key"], "status": ev["status"], "replayed": bool(ev["replayed"]),
+                    "input_tokens": ev["input_tokens"], "output_tokens": ev["output_tokens"],
+                    "cost_usd": cost, "saved_usd": ev["saved_usd"], "duration_s": ev["duration_s"],
+                    "paid_times": paid_times,
+                }
+                if ev.get("detail"):
+                    step["detail"] = json.loads(ev["detail"])
+                    step["truncated"] = step["detail"].get("finish_reason") == "length"
+                if ev["status"] == "failed":
+                    step["error"] = ev["error"]
+                yield step
 
     def attempt_counts(self, run_id: str, attempt: int) -> dict[str, int]:
         """What one attempt of a run did: steps paid, replayed and failed by that attempt alone."""
@@ -697,20 +717,28 @@ class Journal(JournalBase):
             self._db.close()
 
 
-def totals(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts and money over a run's steps."""
-    paid = [s for s in steps if s["status"] == "completed" and not s["replayed"]]
-    replayed = [s for s in steps if s["replayed"]]
-    cost = sum(s["cost_usd"] or 0.0 for s in paid)
-    saved = sum(s["saved_usd"] or 0.0 for s in replayed)
-    unknown = any(s["cost_usd"] is None for s in paid)
-    saved_unknown = any(s["saved_usd"] is None for s in replayed)
+def totals(steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Counts and money over a run's steps (one pass: ``steps`` may be :meth:`JournalBase.iter_steps`)."""
+    calls = paid_count = replayed = failed = 0
+    cost = saved = 0.0
+    unknown = saved_unknown = False
+    for s in steps:
+        calls += 1
+        if s["status"] == "failed":
+            failed += 1
+        if s["replayed"]:
+            replayed += 1
+            saved += s["saved_usd"] or 0.0
+            saved_unknown = saved_unknown or s["saved_usd"] is None
+        elif s["status"] == "completed":
+            paid_count += s.get("paid_times", 1)  # every payment, in every attempt: a step paid twice counts twice
+            cost += s["cost_usd"] or 0.0
+            unknown = unknown or s["cost_usd"] is None
     return {
-        "calls": len(steps),
-        # every payment, in every attempt: a step paid twice counts twice
-        "paid": sum(s.get("paid_times", 1) for s in steps if s["status"] == "completed" and not s["replayed"]),
-        "replayed": sum(1 for s in steps if s["replayed"]),
-        "failed": sum(1 for s in steps if s["status"] == "failed"),
+        "calls": calls,
+        "paid": paid_count,
+        "replayed": replayed,
+        "failed": failed,
         # An unpriced model's calls make a sum unknown: None when nothing of it is known, else the known
         # part, with ``cost_complete``/``saved_complete`` false so nobody reads it as the whole.
         "cost_usd": None if unknown and not cost else round(cost, 6),

@@ -7,11 +7,13 @@ sources, their numbers, the references and the list of what failed come from the
 
 from __future__ import annotations
 
+import dataclasses
 import html as _html
+import io
 import json
 import re
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipelines.research import ResearchResult
@@ -140,9 +142,35 @@ def _link_citations(body: str, ids: set[int]) -> str:
     return head + sep + refs
 
 
+_SOURCES = "\x00sources\x00"
+
+
+def write_json(result: "ResearchResult", out: IO[str]) -> None:
+    """The JSON report, written to ``out`` one source at a time: each source's full text is read from
+    where the run set it aside, written, and let go, so thousands of sources never sit in memory at once.
+    The bytes are those of ``json.dumps(report, indent=2)``."""
+    sources = result.sources
+    data: dict[str, Any] = asdict(dataclasses.replace(result, sources=[]))
+    data["sources"] = _SOURCES
+    head, marker, tail = json.dumps(data, indent=2, ensure_ascii=False).partition(json.dumps(_SOURCES))
+    out.write(head)
+    if marker:
+        if not sources:
+            out.write("[]")
+        else:
+            out.write("[\n")
+            for i, source in enumerate(sources):
+                item = json.dumps(source.to_json() if hasattr(source, "to_json") else asdict(source),
+                                  indent=2, ensure_ascii=False)
+                out.write("    " + item.replace("\n", "\n    ") + (",\n" if i < len(sources) - 1 else "\n"))
+            out.write("  ]")
+    out.write(tail + "\n")
+
+
 def as_json(result: "ResearchResult") -> str:
-    data: dict[str, Any] = asdict(result)
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    buffer = io.StringIO()
+    write_json(result, buffer)
+    return buffer.getvalue()
 
 
 def render(result: "ResearchResult", fmt: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent import citations
 from agent.errors import ResearchError, SourceError, UsageError
-from agent.keys import content_hash
+from agent.keys import content_hash, step_key
 from agent.pricing import price_of
 from agent.providers import DEFAULT_MODEL, configured_model, get_provider, parse_model_id
 from agent.sources import Document
@@ -25,6 +25,7 @@ from agent.sources import urls as url_sources
 from agent.sources.backend import check_search, search_available
 from pipelines import chunking
 from pipelines.base import FORMATS, NoProgress, Pipeline, Progress, RunOptions, Stages
+from pipelines.spill import LazyTexts, Spill, SpilledText
 
 __all__ = ["FORMATS", "NoProgress", "PIPELINE", "PLAN_SCHEMA", "Progress", "ResearchInputs", "ResearchOptions", "ResearchResult",
            "ResearchWorkflow", "Source", "normalize_inputs", "parse_queries"]
@@ -76,7 +77,8 @@ class Source:
     id: int
     uri: str
     title: str
-    text: str
+    #: The text itself; empty when it was set aside on disk (``spilled``): read it with :meth:`full_text`.
+    text: str = ""
     content_type: str = "text/markdown"
     summary: str | None = None
     #: Provenance, where the document gave it (see :class:`agent.sources.Document`).
@@ -85,10 +87,34 @@ class Source:
     fetched_at: str = ""
     author: str = ""
     published: str = ""
+    #: Where the text waits on disk while the run goes on, so memory holds summaries, not sources.
+    spilled: SpilledText | None = field(default=None, repr=False, compare=False)
+    #: The text's content hash (what a later report compares to see a changed source).
+    digest: str = ""
 
-    @property
-    def digest(self) -> str:
-        return content_hash(self.text)
+    def __post_init__(self) -> None:
+        if not self.digest:
+            self.digest = content_hash(self.full_text())
+
+    def full_text(self) -> str:
+        return self.spilled.read() if self.spilled is not None else self.text
+
+    def to_json(self) -> dict[str, Any]:
+        """The source as the JSON report gives it, its full text included."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in ("spilled", "digest")}
+        data["text"] = self.full_text()
+        return data
+
+
+@dataclass
+class _Read:
+    """A source as read: its document (text set aside), the text's hash and place on disk, and whether
+    it holds instructions aimed at models."""
+
+    doc: Document
+    digest: str
+    spilled: SpilledText
+    aimed: bool
 
 
 @dataclass
@@ -250,6 +276,8 @@ class ResearchWorkflow(Stages):
                  started_at: str) -> None:
         super().__init__(runtime, inputs, options, progress, started_at, models=inputs.models)
         self._digests: dict[str, int] = {}
+        self._in_hand: asyncio.Semaphore | None = None
+        self._spill: Spill | None = None
         self.checker: Any = None  # the --check-with model, made when first needed
 
     # -- stages ------------------------------------------------------------------------------
@@ -331,26 +359,39 @@ class ResearchWorkflow(Stages):
             question=self.inputs.question, summaries=summaries, analyses=analyses, note=note,
         )
 
-    def _ingest(self, refs: list[str], docs: list[Document | None], sources: list[Source]) -> list[Source]:
+    def _ingest(self, refs: list[str], docs: list["_Read | None"], sources: list[Source]) -> list[Source]:
         """Number the documents read, in the order given, skipping content already among ``sources``."""
         new: list[Source] = []
-        for ref, doc in zip(refs, docs):
-            if doc is None:
+        for ref, read in zip(refs, docs):
+            if read is None:
                 continue
-            digest = content_hash(doc.text)
+            doc, digest = read.doc, read.digest
             if digest in self._digests:
                 self.notes.append(f"{ref} has the same content as [{self._digests[digest]}]; it is counted once.")
                 continue
-            source = Source(id=len(sources) + 1, uri=doc.uri, title=doc.title, text=doc.text,
+            source = Source(id=len(sources) + 1, uri=doc.uri, title=doc.title, spilled=read.spilled, digest=digest,
                             content_type=doc.content_type, site=doc.site, final_url=doc.final_url,
                             fetched_at=doc.fetched_at, author=doc.author, published=doc.published)
             self._digests[digest] = source.id
             sources.append(source)
             new.append(source)
-            if citations.aimed_at_models(doc.text):
+            if read.aimed:
                 self.notes.append(f"Source [{source.id}] contains instructions aimed at AI models; treat what it "
                                   "says, and any claim resting on it, with care.")
         return new
+
+    def _hand(self) -> asyncio.Semaphore:
+        """Sources read but not yet summarized, at most a few waves of the model's calls: the rest wait to
+        be read, so a run over thousands of sources never holds thousands of texts."""
+        if self._in_hand is None:
+            self._in_hand = asyncio.Semaphore(max(8, 2 * self.limits.concurrency))
+        return self._in_hand
+
+    def spill(self) -> Spill:
+        if self._spill is None:
+            directory = getattr(self.runtime.store, "directory", None)
+            self._spill = Spill(directory)
+        return self._spill
 
     async def _read_and_summarize(self, refs: list[str], sources: list[Source], stage: str = "") -> list[Source]:
         """Read every ref and summarize each as soon as it is read: a slow source delays only itself.
@@ -359,20 +400,31 @@ class ResearchWorkflow(Stages):
         numbers alike); the summaries do not, since their keys hold no number.
         """
         pending: dict[str, asyncio.Future] = {}
+        hand = self._hand()
 
-        async def read(ref: str) -> Document:
-            doc = await self.fetch(ref)
+        async def read(ref: str) -> _Read:
+            await hand.acquire()  # given back when this source's summary is done
+            try:
+                doc = await self.fetch(ref)
+            except BaseException:
+                hand.release()
+                raise
             # A page's own footnote markers must never read as the report's citations of other sources.
-            doc.text = citations.neutralize(doc.text)
-            if doc.text not in pending:
-                pending[doc.text] = asyncio.ensure_future(self.summarize(doc.title, doc.text, ref))
-            return doc
+            text = citations.neutralize(doc.text)
+            doc.text = ""
+            digest = content_hash(text)
+            if digest in pending:
+                hand.release()
+            else:
+                task = pending[digest] = asyncio.ensure_future(self.summarize(doc.title, text, ref))
+                task.add_done_callback(lambda _: hand.release())
+            return _Read(doc, digest, self.spill().put(text), citations.aimed_at_models(text))
 
         try:
             docs = await self.each(f"scrape{stage}", refs, read,
                                    lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
             new = self._ingest(refs, docs, sources)
-            summaries = await self.each(f"summarize{stage}", new, lambda s: pending[s.text],
+            summaries = await self.each(f"summarize{stage}", new, lambda s: pending[s.digest],
                                         lambda s: f"summarize [{s.id}] {s.uri}")
         finally:
             for task in pending.values():  # a stage that stopped early leaves no summary running
@@ -522,15 +574,42 @@ class ResearchWorkflow(Stages):
         """
         from agent import claimcheck
 
-        texts = {s.id: "\n\n".join(filter(None, [s.title, s.author, s.site, s.published, s.text]))
-                 for s in result.sources}
+        def text_of(s: Source) -> str:
+            return "\n\n".join(filter(None, [s.title, s.author, s.site, s.published, s.full_text()]))
+
+        corpus: list[Any] = []  # made when a text's verdicts are not stored yet, then shared
+
+        def index() -> Any:
+            if not corpus:
+                # It reads the sources' texts from disk a few at a time.
+                corpus.append(claimcheck.corpus(LazyTexts({s.id: s for s in result.sources}, text_of)))
+            return corpus[0]
+
+        sources = [[s.id, s.digest, s.title, s.author, s.site, s.published] for s in result.sources]
+
+        def first_pass(text: str, start: int = 0, end: int | None = None) -> list[Any]:
+            # The same text against the same sources always gets the same verdicts: remembered in the store
+            # (free, so no step of the run), a replay reads them instead of matching every claim again.
+            key = step_key("check", provider="claimcheck", model=f"first-pass-{claimcheck.VERSION}-{claimcheck.OTHERS}",
+                           request={"text": text, "start": start, "end": end, "sources": sources})
+            store = self.runtime.store
+            record = store.get(key)
+            if record is None or not isinstance(record.get("value"), list):
+                value = [v.to_json() for v in claimcheck.check_all(text, index(), start, end)]
+                try:
+                    store.put(key, value, kind="check")
+                except ResearchError:
+                    pass  # a store that cannot take it (read-only, full) only means checking again next time
+            else:
+                value = record["value"]
+            return [claimcheck.Verdict.from_json(v) for v in value]
+
         texts_checked: list[tuple[str, str, list[Any]]] = []
         if result.synthesis:
             start, end = claimcheck.answer_span(result.synthesis)
-            texts_checked.append(("answer", result.synthesis, claimcheck.check_all(result.synthesis, texts, start, end)))
+            texts_checked.append(("answer", result.synthesis, first_pass(result.synthesis, start, end)))
         for analysis in result.analyses:
-            texts_checked.append((f"analysis:{analysis['model']}", analysis["text"],
-                                  claimcheck.check_all(analysis["text"], texts)))
+            texts_checked.append((f"analysis:{analysis['model']}", analysis["text"], first_pass(analysis["text"])))
         everything = [v for _, _, checked in texts_checked for v in checked]
         judged = await self.second_pass(everything)
         marked: list[str] = []

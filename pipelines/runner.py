@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -60,15 +61,20 @@ def check_out_dir(out_dir: str) -> Path:
     return path
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str | Callable[[Any], None]) -> None:
+    """``text`` (or what ``text(file)`` writes) to ``path``, whole or not at all."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    if callable(text):
+        with tmp.open("w", encoding="utf-8") as out:
+            text(out)
+    else:
+        tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 
 def write_outputs(result: Any, options: RunOptions) -> dict[str, str]:
     """``DIR/STEM.FMT`` for each format (and ``DIR/latest.FMT``); ``keep`` prunes the oldest stems."""
-    from pipelines.report import render
+    from pipelines.report import render, write_json
 
     out_dir = Path(options.out_dir)
     stem = options.stem or result.run_id
@@ -76,12 +82,20 @@ def write_outputs(result: Any, options: RunOptions) -> dict[str, str]:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {}
         for fmt in options.formats:
-            text = render(result, fmt)
             path = out_dir / f"{stem}.{fmt}"
-            _write(path, text)
+            if fmt == "json" and hasattr(result, "sources"):
+                # Streamed: the sources' texts are read back one at a time, never held all at once.
+                render(result, "md")  # the JSON carries the Markdown, made first whatever the order of formats
+                _write(path, lambda out: write_json(result, out))
+                if options.latest:
+                    shutil.copyfile(path, out_dir / ".latest.json.tmp")
+                    (out_dir / ".latest.json.tmp").replace(out_dir / "latest.json")
+            else:
+                text = render(result, fmt)
+                _write(path, text)
+                if options.latest:
+                    _write(out_dir / f"latest.{fmt}", text)
             paths[fmt] = str(path)
-            if options.latest:
-                _write(out_dir / f"latest.{fmt}", text)
         if options.keep:
             prune(out_dir, options.keep, protect=stem)
     except OSError as exc:

@@ -545,12 +545,13 @@ def test_run_resume_replay_runs_show_and_cache_on_postgres(pg_url, pg_server, tm
     text = cli("show", "a", "--store", pg_url)
     assert text.exit_code == 0 and "12 steps: 12 paid" in text.stdout
     stats = cli_json("cache", "stats", "--store", pg_url)
-    assert stats["entries"] == 12 and set(stats["kinds"]) == {"llm", "scrape"}
+    # 12 steps' results, and the claim check's remembered verdicts (the answer's and the analysis's)
+    assert stats["entries"] == 14 and set(stats["kinds"]) == {"llm", "scrape", "check"}
     shown_stats = cli("cache", "stats", "--store", pg_url).stdout
     assert shown_stats.startswith(f"postgresql://research@127.0.0.1:{pg_server.port}/") and pg_server.password not in shown_stats
     cleared = cli("cache", "clear", "--kind", "llm", "--yes", "--store", pg_url)
     assert cleared.exit_code == 0 and "removed 7 entries" in cleared.stdout
-    assert cli_json("cache", "stats", "--store", pg_url)["entries"] == 5
+    assert cli_json("cache", "stats", "--store", pg_url)["entries"] == 7
     paid_again = cli_json("run", QUESTION, "--file", CORPUS, "--run-id", "c", "--store", pg_url)
     assert (paid_again["totals"]["paid"], paid_again["totals"]["replayed"]) == (7, 5)
     assert cli("cache", "clear", "--yes", "--store", pg_url).exit_code == 0
@@ -766,16 +767,17 @@ def test_export_from_a_laptop_import_into_the_team_store_and_conflicts(pg_url, t
     laptop = tmp_path / "laptop-cache"
     assert cli_json("run", QUESTION, "--file", CORPUS, "--cache-dir", laptop)["totals"]["paid"] == 12
     exported = cli("cache", "export", tmp_path / "seed.jsonl", "--cache-dir", laptop)
-    assert exported.exit_code == 0 and "exported 12 results" in exported.stdout
+    # 12 steps' results and the claim check's 2 remembered verdicts
+    assert exported.exit_code == 0 and "exported 14 results" in exported.stdout
     lines = (tmp_path / "seed.jsonl").read_text().splitlines()
-    assert json.loads(lines[0]) == {"durable_research": "results", "version": 1} and len(lines) == 13
+    assert json.loads(lines[0]) == {"durable_research": "results", "version": 1} and len(lines) == 15
     assert oct((tmp_path / "seed.jsonl").stat().st_mode & 0o777) == "0o600"
 
     imported = cli_json("cache", "import", tmp_path / "seed.jsonl", "--store", pg_url)
-    assert (imported["added"], imported["same"], imported["conflicts"], imported["invalid"]) == (12, 0, [], [])
+    assert (imported["added"], imported["same"], imported["conflicts"], imported["invalid"]) == (14, 0, [], [])
     shared = cli_json("run", QUESTION, "--file", CORPUS, "--store", pg_url)
     assert (shared["totals"]["paid"], shared["totals"]["replayed"]) == (0, 12)  # the laptop's work, replayed
-    assert cli_json("cache", "import", tmp_path / "seed.jsonl", "--store", pg_url)["same"] == 12
+    assert cli_json("cache", "import", tmp_path / "seed.jsonl", "--store", pg_url)["same"] == 14
 
     # A different value for a key the team store has: reported, kept, exit 3; --overwrite replaces it.
     entry = json.loads(lines[1])
@@ -800,10 +802,10 @@ def test_export_from_a_laptop_import_into_the_team_store_and_conflicts(pg_url, t
 
     # And back: the team store's results (pinned versions too) into a new laptop's cache.
     back = cli("cache", "export", "-", "--store", pg_url)
-    assert back.exit_code == 0 and "exported 13 results" in back.stderr
+    assert back.exit_code == 0 and "exported 15 results" in back.stderr
     (tmp_path / "back.jsonl").write_text(back.stdout)
     fresh = tmp_path / "new-laptop"
-    assert cli_json("cache", "import", tmp_path / "back.jsonl", "--cache-dir", fresh)["added"] == 13
+    assert cli_json("cache", "import", tmp_path / "back.jsonl", "--cache-dir", fresh)["added"] == 15
     local, _ = open_storage(fresh, journal=False)
     assert local.get(key)["value"] == {"changed": True}
     assert local.get_pinned(key, old["digest"])["value"] == old["value"]

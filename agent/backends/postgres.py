@@ -213,6 +213,11 @@ class _Rows:
         rows, self._next = self._rows[self._next:], len(self._rows)
         return rows
 
+    def fetchmany(self, size: int) -> list[tuple]:
+        rows = self._rows[self._next:self._next + size]
+        self._next += len(rows)
+        return rows
+
 
 @functools.lru_cache(maxsize=256)
 def _sql(statement: str) -> str:

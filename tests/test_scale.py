@@ -1,0 +1,126 @@
+"""A run over many sources keeps summaries in memory, not sources.
+
+- Sources are read only a few waves ahead of their summaries, so a run over thousands never holds
+  thousands of texts (watched from a loopback model that answers one request at a time).
+- Each text waits on disk once read; the JSON report streams them back one at a time, byte for byte
+  what ``json.dumps`` of the whole report would give.
+- The claim check reads every source once for its word weights, then builds full indexes of a few at a
+  time; its verdicts are remembered in the store, so a replay does not match every claim again.
+
+Memory and time figures are in ``bench/bench_memory.py``; these tests pin the mechanisms.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from agent import claimcheck
+from pipelines.report import write_json
+from pipelines.research import ResearchResult, Source
+from pipelines.spill import LazyTexts, Spill
+from tests.helpers import cli_json
+from tests.servers import Request, serve
+from tests.servers.openai_api import OpenAIAPI
+from tests.test_claims_in_report import COSTS, NORDIC, Q, Scripted
+
+
+class Watching(OpenAIAPI):
+    """Answers one request at a time, noting how many sources had been read when each summary was asked."""
+
+    def __init__(self, journal: Path) -> None:
+        super().__init__(latency=0.02)
+        self.journal = journal
+        self.lock = threading.Lock()
+        self.ahead: list[int] = []
+
+    def __call__(self, request: Request):
+        with self.lock:  # one at a time, like a single-slot server
+            if "<source>" in json.dumps(request.json() or {}):  # the summarize prompt, and only it
+                with sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True) as db:
+                    (read,) = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'scrape' AND replayed = 0").fetchone()
+                self.ahead.append(read - len(self.ahead))  # read, less the summaries already answered
+            return super().__call__(request)
+
+
+def test_sources_are_read_only_a_few_waves_ahead_of_their_summaries(tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(40):
+        (docs / f"note-{i:02d}.md").write_text(f"# Note {i}\n\nHeat pump {i} kept a COP of {2 + i / 10:.1f} "
+                                               f"through winter {2000 + i}.\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    fake = Watching(tmp_path / "cache" / "journal.sqlite3")
+    with serve(fake) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        out = cli_json("run", "What did the heat pumps do in winter?", "--file", docs, "--model", "openai:gpt-4o-mini",
+                       "--concurrency", "1", "--no-check-claims")
+    assert out["totals"]["failed"] == 0
+    assert len(fake.ahead) >= 40  # every summary was seen
+    # At most max(8, 2 x concurrency) sources are in hand (read, not yet summarized); without the bound
+    # all 40 are read before the second summary is answered.
+    assert max(fake.ahead) <= 8, fake.ahead
+
+
+def test_the_json_report_streams_sources_byte_for_byte():
+    spill = Spill()
+    texts = ["Erste Quelle: Wärmepumpen — 3,5 kW.\n\n| a | b |", "second \u2028 source \"quoted\" \\ back", ""]
+    sources = [Source(id=i + 1, uri=f"doc{i}.md", title=f"Doc {i}", spilled=spill.put(t), summary=f"summary {i}")
+               for i, t in enumerate(texts)]
+    result = ResearchResult(run_id="r", status="completed", question="q?", models=["local:extractive"],
+                            started_at="2026-12-01", sources=sources, synthesis="## Answer\n\nYes [1].")
+    out = io.StringIO()
+    write_json(result, out)
+    expected = {**{k: v for k, v in json.loads(json.dumps(result.__dict__, default=lambda o: None)).items()},
+                "sources": [s.to_json() for s in sources]}
+    assert json.loads(out.getvalue())["sources"] == expected["sources"]
+    assert [s["text"] for s in json.loads(out.getvalue())["sources"]] == texts
+    # the very bytes json.dumps gives for the whole report, sources and all
+    whole = {k: (v if k != "sources" else [s.to_json() for s in sources]) for k, v in json.loads(out.getvalue()).items()}
+    assert out.getvalue() == json.dumps(whole, indent=2, ensure_ascii=False) + "\n"
+    empty = io.StringIO()
+    write_json(ResearchResult(run_id="e", status="completed", question="q?", models=[], started_at=""), empty)
+    assert json.loads(empty.getvalue())["sources"] == []
+
+
+def test_the_claim_check_reads_each_source_once_and_keeps_a_few():
+    reads: dict[int, int] = {}
+
+    def read(text: str) -> str:
+        sid = int(text.split()[1])
+        reads[sid] = reads.get(sid, 0) + 1
+        return text
+
+    texts = {i: f"Source {i} reports that heat pump {i} kept a seasonal COP of {2 + i / 100:.2f} in winter {i}."
+             for i in range(1, 61)}
+    index = claimcheck.corpus(LazyTexts(texts, read))
+    assert set(reads.values()) == {1}  # the weights: every source read once, none kept
+    answer = "## Answer\n\n" + " ".join(f"Heat pump {i} kept a seasonal COP of {2 + i / 100:.2f} in winter {i} [{i}]."
+                                         for i in range(1, 41))
+    verdicts = claimcheck.check_all(answer, index, *claimcheck.answer_span(answer))
+    assert [v.verdict for v in verdicts] == ["quoted"] * 40
+    assert len(index._built) <= index.KEEP  # full indexes of a few sources at a time, not of all 60
+    # Each claim looks at its cited source and OTHERS more: far fewer reads than 40 claims x 60 sources.
+    assert sum(reads.values()) <= 60 + 40 * (1 + claimcheck.OTHERS)
+
+
+def test_claim_verdicts_are_remembered_and_a_replay_reports_them_alike(tmp_path, monkeypatch):
+    docs = Path("docs")
+    docs.mkdir()
+    (docs / "1-nordic.md").write_text(NORDIC)
+    (docs / "2-costs.md").write_text(COSTS)
+    with serve(Scripted(key="sk-claims")) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-claims")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        first = cli_json("run", Q, "--file", docs, "--model", "openai:gpt-4o-mini", "--format", "md,json")
+        stats = cli_json("cache", "stats")
+        second = cli_json("run", Q, "--file", docs, "--model", "openai:gpt-4o-mini", "--format", "md,json")
+    assert stats["kinds"]["check"]["entries"] >= 2  # the answer's and the analysis's verdicts
+    claims = [json.loads(Path(run["report_paths"]["json"]).read_text())["claims"] for run in (first, second)]
+    assert claims[0] == claims[1] and any(c["verdict"] == "figure not in source" for c in claims[0])
+    assert second["totals"]["this_attempt"]["paid"] == 0
