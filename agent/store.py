@@ -215,7 +215,8 @@ class Store:
         return self._read(f"{key}@{digest}")
 
     #: A key's row, selected as diskcache's own read selects it (a str key is stored raw).
-    _SELECT = "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
+    _SELECT = ("SELECT mode, filename, value FROM Cache"
+               " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
 
     def _read(self, key: str) -> dict[str, Any] | None:
         # diskcache's get, less the steps that never apply to this store (pickled keys, statistics,

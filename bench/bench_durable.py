@@ -97,9 +97,14 @@ def main() -> None:
             for key in keys:
                 store.get(key)
 
-        rounds = {"@durable hit (./cache)": hits, "@durable hit (RESEARCH_CACHE_DIR)": hits_variable, "floor: diskcache get + json.loads": floor,
-                  "  default_runtime()": runtimes, "  step_key (arguments to key)": step_keys,
-                  "  store.get (read and decode)": reads}
+        rounds = {
+            "@durable hit (./cache)": hits,
+            "@durable hit (RESEARCH_CACHE_DIR)": hits_variable,
+            "floor: diskcache get + json.loads": floor,
+            "  default_runtime()": runtimes,
+            "  step_key (arguments to key)": step_keys,
+            "  store.get (read and decode)": reads,
+        }
         figures = best_per_call(rounds, args.repeat, args.calls)
         raw.close()
         os.chdir(cwd)

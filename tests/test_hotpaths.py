@@ -2,8 +2,10 @@
 same records, and a library import that stays light."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import diskcache
 import pytest
@@ -151,9 +153,8 @@ def test_a_sync_durable_hit_imports_no_asyncio(tmp_path):
             "def square(x):\n"
             "    return x * x\n"
             "print(square(7), square(7), 'asyncio' in sys.modules)\n")
-    env = {"RESEARCH_CACHE_DIR": str(tmp_path / "cache"), "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, **env}).stdout
+    env = {**os.environ, "RESEARCH_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.split() == ["49", "49", "False"]
 
 
@@ -173,9 +174,7 @@ def test_an_expired_row_is_a_miss_as_diskcache_reads_it(tmp_path):
             store.get(("a", "tuple"))
 
 
-def test_max_age_holds_in_the_process_that_paid(tmp_path):
-    import time
-
+def test_max_age_holds_in_the_process_that_paid():
     calls: list[int] = []
 
     @durable(name="hot.fresh", max_age=0.01)
