@@ -392,21 +392,25 @@ def show(
 
         workspace = Workspace.for_reading(store_location(store, cache_dir))
         try:
-            summary = workspace.summary(run_id)
+            # The steps are streamed from the journal as they are printed: a run of thousands is never
+            # all in memory at once.
+            summary = workspace.summary(run_id, with_steps=False)
+            if as_json:
+                from agent import jsonstream
+
+                jsonstream.dump(summary, "steps", workspace.journal.iter_steps(run_id), sys.stdout, default=str)
+                return
+            out = sys.stdout.write
+            out(f"run {summary['run_id']}: {summary['status']}\nquestion: {summary['question']}\n")
+            out(f"report: {summary['report_path'] or '(none yet)'}\n")
+            if summary["error"]:
+                out(f"error: {summary['error']}\n")
+            for step in workspace.journal.iter_steps(run_id):
+                how = "failed" if step["status"] == "failed" else ("replayed" if step["replayed"] else "paid")
+                said = f"  ({step['error']})" if step.get("error") else ("  (cut at its token limit)" if step.get("truncated") else "")
+                out(f"  {how:<8} {step['kind']:<6} {step['name']}{said}\n")
         finally:
             workspace.close()
-        if as_json:
-            _emit_json(summary)
-            return
-        out = sys.stdout.write
-        out(f"run {summary['run_id']}: {summary['status']}\nquestion: {summary['question']}\n")
-        out(f"report: {summary['report_path'] or '(none yet)'}\n")
-        if summary["error"]:
-            out(f"error: {summary['error']}\n")
-        for step in summary["steps"]:
-            how = "failed" if step["status"] == "failed" else ("replayed" if step["replayed"] else "paid")
-            said = f"  ({step['error']})" if step.get("error") else ("  (cut at its token limit)" if step.get("truncated") else "")
-            out(f"  {how:<8} {step['kind']:<6} {step['name']}{said}\n")
         if summary.get("waiting"):
             out(f"waiting for approval before {summary['waiting']['stage']}; continue with: {summary['waiting']['continue']}\n")
         for effect in summary.get("effects", []):

@@ -720,7 +720,7 @@ class Journal(JournalBase):
 def totals(steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Counts and money over a run's steps (one pass: ``steps`` may be :meth:`JournalBase.iter_steps`)."""
     calls = paid_count = replayed = failed = 0
-    cost = saved = 0.0
+    cost = saved = 0  # as sum() gives it: an int until a float is added
     unknown = saved_unknown = False
     for s in steps:
         calls += 1

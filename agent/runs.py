@@ -85,10 +85,11 @@ class Workspace:
         pins = self.journal.pins(run_id) if attempt > 1 else {}
         return Runtime(self.store, self.journal, run_id=run_id, attempt=attempt, pins=pins, gate=gate, holder=holder)
 
-    def summary(self, run_id: str) -> dict[str, Any]:
-        """What ``research show`` prints: the run, its steps and totals."""
+    def summary(self, run_id: str, *, with_steps: bool = True) -> dict[str, Any]:
+        """What ``research show`` prints: the run, its steps and totals. ``with_steps=False`` leaves
+        ``steps`` None, for a caller that streams them from ``journal.iter_steps`` (a run of thousands)."""
         run = self.journal.get_run(run_id)
-        steps = self.journal.steps(run_id)
+        steps = self.journal.steps(run_id) if with_steps else None
         return {
             "run_id": run_id,
             "status": run["status"],
@@ -103,7 +104,7 @@ class Workspace:
             "report": run["report"],
             "models": run["inputs"].get("models", []),
             "steps": steps,
-            "totals": totals(steps),
+            "totals": totals(steps if steps is not None else self.journal.iter_steps(run_id)),
             "waiting": run.get("waiting"),
             "effects": [{k: v for k, v in e.items()} for e in self.journal.effects(run_id)],
         }

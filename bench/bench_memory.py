@@ -56,12 +56,12 @@ sys.exit(done.returncode)
 """
 
 
-def measured(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+def measured(args: list[str], env: dict[str, str], root: Path = ROOT) -> tuple[float, float, str]:
     """(peak RSS in MB, seconds, stdout) of ``research ARGS`` in a fresh process, through a wrapper whose
     only child it is (so ``RUSAGE_CHILDREN`` is that run's own peak)."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "agent", *args], env=env,
-                          cwd=str(ROOT), capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", WRAPPER, sys.executable, "-m", "agent", *args], env=env or None,
+                          cwd=str(root), capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"research {' '.join(args[:2])} failed ({done.returncode}): {done.stderr.strip()[-500:]}")

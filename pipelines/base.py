@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, ClassVar, Protocol
 from agent.answers import tidy
 from agent.config import Limits
 from agent.errors import BudgetExceeded, ResearchError, UsageError
+from agent.keys import step_key
 from agent.llm import CompletionRequest, complete
 from agent.providers import get_provider
 from agent.secrets import redact
@@ -259,6 +260,22 @@ class Stages:
         if trims:
             self.notes.append(f"The answer of {name}: {'; '.join(trims)}.")
         return text
+
+    def remembered(self, name: str, request: Any, compute: Callable[[], Any]) -> Any:
+        """A deterministic, free result (a claim check's verdicts, a scan of a text) kept in the store
+        under ``name`` and ``request``, so a replay reads it instead of working it out again. Not a step
+        of the run: nothing is paid, and a store that cannot take it only means working it out next time."""
+        key = step_key("check", provider="pipeline", model=name, request=request)
+        store = self.runtime.store
+        record = store.get(key)
+        if record is not None:
+            return record["value"]
+        value = compute()
+        try:
+            store.put(key, value, kind="check")
+        except ResearchError:
+            pass
+        return value
 
     # -- sources -------------------------------------------------------------------------------
     def trusted_hosts(self) -> set[str]:

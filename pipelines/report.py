@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict
 from typing import IO, TYPE_CHECKING, Any
 
+from agent import jsonstream
+
 if TYPE_CHECKING:
     from pipelines.research import ResearchResult
 
@@ -142,29 +144,12 @@ def _link_citations(body: str, ids: set[int]) -> str:
     return head + sep + refs
 
 
-_SOURCES = "\x00sources\x00"
-
-
 def write_json(result: "ResearchResult", out: IO[str]) -> None:
     """The JSON report, written to ``out`` one source at a time: each source's full text is read from
     where the run set it aside, written, and let go, so thousands of sources never sit in memory at once.
     The bytes are those of ``json.dumps(report, indent=2)``."""
-    sources = result.sources
     data: dict[str, Any] = asdict(dataclasses.replace(result, sources=[]))
-    data["sources"] = _SOURCES
-    head, marker, tail = json.dumps(data, indent=2, ensure_ascii=False).partition(json.dumps(_SOURCES))
-    out.write(head)
-    if marker:
-        if not sources:
-            out.write("[]")
-        else:
-            out.write("[\n")
-            for i, source in enumerate(sources):
-                item = json.dumps(source.to_json() if hasattr(source, "to_json") else asdict(source),
-                                  indent=2, ensure_ascii=False)
-                out.write("    " + item.replace("\n", "\n    ") + (",\n" if i < len(sources) - 1 else "\n"))
-            out.write("  ]")
-    out.write(tail + "\n")
+    jsonstream.dump(data, "sources", (s.to_json() if hasattr(s, "to_json") else asdict(s) for s in result.sources), out)
 
 
 def as_json(result: "ResearchResult") -> str:

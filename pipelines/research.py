@@ -16,7 +16,7 @@ from typing import Any
 
 from agent import citations
 from agent.errors import ResearchError, SourceError, UsageError
-from agent.keys import content_hash, step_key
+from agent.keys import content_hash
 from agent.pricing import price_of
 from agent.providers import DEFAULT_MODEL, configured_model, get_provider, parse_model_id
 from agent.sources import Document
@@ -418,7 +418,9 @@ class ResearchWorkflow(Stages):
             else:
                 task = pending[digest] = asyncio.ensure_future(self.summarize(doc.title, text, ref))
                 task.add_done_callback(lambda _: hand.release())
-            return _Read(doc, digest, self.spill().put(text), citations.aimed_at_models(text))
+            # Scanning a long text takes milliseconds; the answer for its content is kept for replays.
+            aimed = self.remembered("aimed-at-models-1", digest, lambda: citations.aimed_at_models(text))
+            return _Read(doc, digest, self.spill().put(text), bool(aimed))
 
         try:
             docs = await self.each(f"scrape{stage}", refs, read,
@@ -588,20 +590,11 @@ class ResearchWorkflow(Stages):
         sources = [[s.id, s.digest, s.title, s.author, s.site, s.published] for s in result.sources]
 
         def first_pass(text: str, start: int = 0, end: int | None = None) -> list[Any]:
-            # The same text against the same sources always gets the same verdicts: remembered in the store
-            # (free, so no step of the run), a replay reads them instead of matching every claim again.
-            key = step_key("check", provider="claimcheck", model=f"first-pass-{claimcheck.VERSION}-{claimcheck.OTHERS}",
-                           request={"text": text, "start": start, "end": end, "sources": sources})
-            store = self.runtime.store
-            record = store.get(key)
-            if record is None or not isinstance(record.get("value"), list):
-                value = [v.to_json() for v in claimcheck.check_all(text, index(), start, end)]
-                try:
-                    store.put(key, value, kind="check")
-                except ResearchError:
-                    pass  # a store that cannot take it (read-only, full) only means checking again next time
-            else:
-                value = record["value"]
+            # The same text against the same sources always gets the same verdicts: a replay reads them
+            # instead of matching every claim again.
+            value = self.remembered(f"claims-{claimcheck.VERSION}-{claimcheck.OTHERS}",
+                                    {"text": text, "start": start, "end": end, "sources": sources},
+                                    lambda: [v.to_json() for v in claimcheck.check_all(text, index(), start, end)])
             return [claimcheck.Verdict.from_json(v) for v in value]
 
         texts_checked: list[tuple[str, str, list[Any]]] = []

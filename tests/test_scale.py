@@ -124,3 +124,36 @@ def test_claim_verdicts_are_remembered_and_a_replay_reports_them_alike(tmp_path,
     claims = [json.loads(Path(run["report_paths"]["json"]).read_text())["claims"] for run in (first, second)]
     assert claims[0] == claims[1] and any(c["verdict"] == "figure not in source" for c in claims[0])
     assert second["totals"]["this_attempt"]["paid"] == 0
+
+
+def _journal_with_steps(directory: Path, run_id: str, count: int) -> None:
+    from agent.journal import Journal
+
+    journal = Journal(directory)
+    journal.start_run(run_id, question="q?", inputs={"models": ["local:extractive"]}, config={}, fingerprint="f")
+    for i in range(count):
+        event = {"key": f"k{i}", "kind": "llm", "name": f"summarize source {i}", "provider": "local", "model": "m",
+                 "status": "completed", "replayed": 0, "digest": "d", "input_tokens": 10, "output_tokens": 5,
+                 "cost_usd": 0.001, "saved_usd": None, "duration_s": 0.01, "error": None, "detail": None}
+        journal.record(run_id, 1, event, defer=True)
+        if i % 3 == 0:  # a later attempt replays some: each step is still listed once, as paid
+            journal.record(run_id, 2, {**event, "replayed": 1, "cost_usd": 0.0, "saved_usd": 0.001}, defer=True)
+    journal.record(run_id, 2, {**event, "key": "bad", "name": "a failed one", "status": "failed", "error": "boom",
+                               "cost_usd": None})
+    journal.close()
+
+
+def test_show_streams_a_run_of_many_steps_in_order_with_its_totals(tmp_path):
+    from agent.journal import JournalBase
+    from tests.helpers import cli
+
+    _journal_with_steps(tmp_path / "cache", "big", 3 * JournalBase.PAGE + 7)
+    shown = cli_json("show", "big", "--cache-dir", tmp_path / "cache")
+    steps = shown["steps"]
+    assert [s["key"] for s in steps] == [f"k{i}" for i in range(3 * JournalBase.PAGE + 7)] + ["bad"]
+    assert all(s["status"] == "completed" and not s["replayed"] and s["paid_times"] == 1 for s in steps[:-1])
+    assert steps[-1]["status"] == "failed" and steps[-1]["error"] == "boom"
+    assert shown["totals"]["calls"] == len(steps) and shown["totals"]["paid"] == len(steps) - 1
+    assert shown["totals"]["failed"] == 1 and abs(shown["totals"]["cost_usd"] - 0.001 * (len(steps) - 1)) < 1e-9
+    text = cli("show", "big", "--cache-dir", tmp_path / "cache").stdout
+    assert text.count("\n  paid     llm    summarize source") == len(steps) - 1 and "a failed one  (boom)" in text
