@@ -4,9 +4,11 @@ The public surface, for notebooks and scripts, is re-exported here: :class:`Rese
 :class:`ResearchReport` it returns), :func:`durable` for your own costly functions, and the errors
 they raise. Everything else is internal and may change; authors of pipelines and providers use the
 modules they extend (:mod:`pipelines.base`, :mod:`agent.providers.base`, :mod:`agent.llm`).
+
+:func:`durable`, :class:`Research` and :class:`ResearchReport` are imported when first used: the
+command line (``research --help``, ``research runs``) needs none of them.
 """
 
-from agent.durable import durable
 from agent.errors import (
     AuthError,
     BudgetExceeded,
@@ -21,7 +23,23 @@ from agent.errors import (
     StoreError,
     UsageError,
 )
-from agent.research import Research, ResearchReport
+
+_LAZY = {"durable": "agent.durable_steps", "Research": "agent.research", "ResearchReport": "agent.research"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __version__ = "0.2.0"
 

@@ -9,7 +9,6 @@ Heavy modules (pipelines, SDKs) are imported inside commands so ``research --hel
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -23,7 +22,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as click_errors
 
 _NoArgsIsHelp = getattr(click_errors, "NoArgsIsHelpError", ())
-from typing_extensions import Annotated
+from typing import Annotated
 
 from agent.errors import ResearchError, RunStopped, RunWaiting, UsageError
 
@@ -175,6 +174,7 @@ def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool
     with _progress(quiet, as_json) as progress:
         try:
             with _interruptible(options.run_id):
+                import asyncio
                 result = asyncio.run(execute(pipeline, inputs, options, progress=progress, warn=_warn, wait=wait))
         except RunWaiting as exc:  # not a failure: the run waits, durably, for a person
             if as_json:

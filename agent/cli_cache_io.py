@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 
 from agent.cli import EXIT_PARTIAL, _edge, _emit_json, _warn, cache_app
 from agent.cli_options import CacheDir, Debug, JsonOut, StoreUrl, store_location

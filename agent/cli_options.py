@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 
 CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", metavar="DIR", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
 StoreUrl = Annotated[Optional[str], typer.Option("--store", metavar="URL", help="A shared store URL (postgresql://user@host/db); default: the cache directory", show_default=False)]

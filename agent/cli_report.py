@@ -12,7 +12,6 @@ Like the rest of the CLI this is an edge: errors become one line and an exit cod
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import shutil
 import signal
@@ -21,7 +20,7 @@ import threading
 from typing import Any, Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 
 report_app = typer.Typer(help="Scheduled reports defined in research.toml.", no_args_is_help=True)
 
@@ -99,6 +98,7 @@ def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: b
                 shown = ", ".join(slot_label(s) for s in missed[:5]) + (", ..." if len(missed) > 5 else "")
                 say(f"{spec.name}: skipped {len(missed)} missed slot{'s' if len(missed) != 1 else ''} ({shown});"
                     f" only the latest, {slot_label(slot)}, runs")
+        import asyncio
         outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir))
         say(outcome.line())
         outcomes.append(outcome)
@@ -125,6 +125,7 @@ def continue_report(run: dict[str, Any], *, config: str | None, cache_dir: str |
     except UsageError as exc:
         sys.stderr.write(f"note: no webhook will be told of {run['run_id']}: {exc.message}\n")
     with _progress(quiet, as_json) as progress:
+        import asyncio
         outcome = asyncio.run(continue_slot(run["run_id"], cache_dir=cache_dir, webhook=webhook, progress=progress,
                                             **overrides))
     _finish(outcome, as_json)
@@ -176,6 +177,7 @@ def report_run(
                 raise UsageError(f"--at {at!r}: {exc}", hint="give 2026-11-23, 2026-11-23T06:00 or 2026-11-23T06:00Z") from None
         slot = latest_slot(spec.schedule, spec.timezone, when)
         with _progress(quiet, as_json) as progress:
+            import asyncio
             outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir, progress=progress))
         _finish(outcome, as_json)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import typer
-from typing_extensions import Annotated
+from typing import Annotated
 
 from agent.cli_options import CacheDir, Debug, StoreUrl, store_location
 

@@ -53,7 +53,7 @@ def main() -> None:
         os.environ.pop("RESEARCH_CACHE_DIR", None)
         os.chdir(tmp)
         from agent import durable
-        from agent.durable import default_runtime
+        from agent.durable_steps import default_runtime
 
         @durable(name="bench.classify")
         def classify(title: str, labels: list[str]) -> dict[str, Any]:

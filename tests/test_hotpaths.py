@@ -146,6 +146,26 @@ def test_import_agent_does_not_import_asyncio():
     assert out.strip() == "[]"
 
 
+def test_the_command_line_imports_neither_steps_nor_asyncio_to_print_its_help():
+    # The package loads durable and Research when first used: `research --help` needs neither.
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom agent.cli import app\n"
+            "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+            "print(sorted(m for m in ('asyncio', 'agent.steps', 'agent.durable_steps', 'agent.research', 'hashlib')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_lazy_names_are_the_public_ones():
+    code = ("import agent\n"
+            "from agent import durable, Research, ResearchReport\n"
+            "import agent.durable_steps\n"  # importing the module does not put it in the decorator's place
+            "print(callable(agent.durable) and agent.durable is durable, Research.__name__, ResearchReport.__name__,"
+            " 'durable' in dir(agent))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "Research", "ResearchReport", "True"]
+
+
 def test_a_sync_durable_hit_imports_no_asyncio(tmp_path):
     code = ("import sys\n"
             "from agent import durable\n"
