@@ -35,7 +35,9 @@ class CompletionRequest:
     schema: dict[str, Any] | None = None
 
     def for_key(self, *, offline: bool = False) -> dict[str, Any]:
-        data = asdict(self)
+        # The fields as they are (asdict would deep-copy the context and its source text, only for the
+        # copy to be serialized and dropped).
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         if not offline:
             data.pop("offline")
         if data["schema"] is None:  # absent, not null: keys of requests without one never move
