@@ -3,8 +3,10 @@ an invented sentence are marked where they stand; a faithful one is not."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Iterator
 
 from tests.helpers import cli, cli_json
 from tests.servers import serve
@@ -31,14 +33,26 @@ class Scripted(OpenAIAPI):
         return super().answer_text(model, request)
 
 
-def test_failed_claims_are_marked_and_listed_and_faithful_ones_are_not(tmp_path, monkeypatch):
+def write_docs() -> Path:
     docs = Path("docs")
     docs.mkdir()
     (docs / "1-nordic.md").write_text(NORDIC)
     (docs / "2-costs.md").write_text(COSTS)
+    return docs
+
+
+@contextlib.contextmanager
+def scripted_model(monkeypatch) -> Iterator[None]:
+    """The partly wrong model of :class:`Scripted`, as ``openai:`` for the block."""
     with serve(Scripted(key="sk-claims")) as server:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-claims")
         monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        yield
+
+
+def test_failed_claims_are_marked_and_listed_and_faithful_ones_are_not(tmp_path, monkeypatch):
+    docs = write_docs()
+    with scripted_model(monkeypatch):
         out = cli_json("run", Q, "--file", docs, "--model", "openai:gpt-4o-mini", "--format", "md,json",
                        "--run-id", "claims")
     report = Path(out["report_paths"]["md"]).read_text()

@@ -25,7 +25,7 @@ from pipelines.spill import LazyTexts, Spill
 from tests.helpers import cli_json
 from tests.servers import Request, serve
 from tests.servers.openai_api import OpenAIAPI
-from tests.test_claims_in_report import COSTS, NORDIC, Q, Scripted
+from tests.test_claims_in_report import Q, scripted_model, write_docs
 
 
 class Watching(OpenAIAPI):
@@ -110,13 +110,8 @@ def test_the_claim_check_reads_each_source_once_and_keeps_a_few():
 
 
 def test_claim_verdicts_are_remembered_and_a_replay_reports_them_alike(tmp_path, monkeypatch):
-    docs = Path("docs")
-    docs.mkdir()
-    (docs / "1-nordic.md").write_text(NORDIC)
-    (docs / "2-costs.md").write_text(COSTS)
-    with serve(Scripted(key="sk-claims")) as server:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-claims")
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+    docs = write_docs()
+    with scripted_model(monkeypatch):
         first = cli_json("run", Q, "--file", docs, "--model", "openai:gpt-4o-mini", "--format", "md,json")
         stats = cli_json("cache", "stats")
         second = cli_json("run", Q, "--file", docs, "--model", "openai:gpt-4o-mini", "--format", "md,json")
