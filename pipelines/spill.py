@@ -14,28 +14,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping
 
+from agent.errors import StoreError
+
 
 class Spill:
     """An append-only file of texts, read back by offset; safe to share between threads."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
         where = Path(directory) if directory is not None else None
-        self._file: IO[bytes] = tempfile.TemporaryFile(dir=where if where is not None and where.is_dir() else None)
+        self._where = where if where is not None and where.is_dir() else Path(tempfile.gettempdir())
+        try:
+            self._file: IO[bytes] = tempfile.TemporaryFile(dir=self._where, buffering=0)  # a failed write fails here
+        except OSError as exc:
+            raise self._failed(exc) from exc
         self._end = 0
         self._lock = threading.Lock()
+
+    def _failed(self, exc: OSError) -> StoreError:
+        # As fatal as a result that cannot be stored: the run stops before paying for anything more.
+        return StoreError(f"cannot set source texts aside in {self._where}: {exc.strerror or exc}",
+                          hint="free space there, or pass --cache-dir (or RESEARCH_CACHE_DIR) with room")
 
     def put(self, text: str) -> "SpilledText":
         data = text.encode("utf-8", "surrogatepass")
         with self._lock:
             offset = self._end
-            self._file.seek(offset)
-            self._file.write(data)
+            try:
+                self._file.seek(offset)
+                view = memoryview(data)
+                while view:
+                    view = view[self._file.write(view):]
+            except OSError as exc:
+                raise self._failed(exc) from exc
             self._end += len(data)
         return SpilledText(self, offset, len(data), len(text))
 
     def read(self, offset: int, size: int) -> str:
         with self._lock:
-            self._file.flush()
             self._file.seek(offset)
             data = self._file.read(size)
         return data.decode("utf-8", "surrogatepass")

@@ -152,3 +152,26 @@ def test_show_streams_a_run_of_many_steps_in_order_with_its_totals(tmp_path):
     assert shown["totals"]["failed"] == 1 and abs(shown["totals"]["cost_usd"] - 0.001 * (len(steps) - 1)) < 1e-9
     text = cli("show", "big", "--cache-dir", tmp_path / "cache").stdout
     assert text.count("\n  paid     llm    summarize source") == len(steps) - 1 and "a failed one  (boom)" in text
+
+
+def test_a_full_disk_for_source_texts_is_the_store_error_it_is(tmp_path):
+    import resource
+
+    import pytest
+
+    from agent.errors import StoreError
+
+    spill = Spill(tmp_path)
+    assert spill.put("kept").read() == "kept"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    import signal
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))
+    try:
+        with pytest.raises(StoreError) as failed:
+            spill.put("x" * 4096)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert str(tmp_path) in failed.value.one_line() and failed.value.fatal
+    assert spill.put("after").read() == "after"  # what was set aside before is intact
