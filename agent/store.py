@@ -189,6 +189,10 @@ class Store:
                 size_limit=2**62,
                 statistics=False,
                 tag_index=True,
+                # Read without a memory map and with a small page cache: a replay reads each record
+                # once, and a cache of thousands of sources would otherwise be mapped into the process.
+                sqlite_mmap_size=0,
+                sqlite_cache_size=1024,
             ))
         except (OSError, sqlite3.Error) as exc:
             if _is_damage(exc):
