@@ -103,7 +103,7 @@ def test_only_the_url_asked_for_is_checked_not_where_it_redirects():
 
 @pytest.mark.parametrize("reply", [
     robots("gone", status=404), robots("no", status=403), robots("oops", status=500), robots("busy", status=503),
-    Reply(drop=True), robots("User-agent: *\nDisallow: /\n", delay=3.0),
+    Reply(drop=True), robots("User-agent: *\nDisallow: /\n", delay=30.0),
 ], ids=["404", "403", "500", "503", "dropped", "timeout"])
 def test_a_robots_txt_that_cannot_be_read_allows_every_page(reply):
     site = site_with(reply)
@@ -113,7 +113,7 @@ def test_a_robots_txt_that_cannot_be_read_allows_every_page(reply):
         took = time.monotonic() - started
     assert doc.title == "Members only"
     assert site.hits["/robots.txt"] == 1 and site.hits["/private/page"] == 1
-    assert took < 1.8  # a hanging robots.txt costs at most one timeout, not the run
+    assert took < 15  # a hanging robots.txt (30 s) costs at most one timeout, not the run
 
 
 def test_a_missing_robots_txt_on_a_site_that_defines_none_allows_all():

@@ -121,13 +121,13 @@ def test_404_fails_at_once_without_retries():
     assert len(server.requests) == 1
 
 
-@pytest.mark.parametrize("reply", [Reply(200, "late", delay=3.0), Reply(200, page("x", "y"), {"Content-Type": "text/html"}, hang=3.0)],
+@pytest.mark.parametrize("reply", [Reply(200, "late", delay=30.0), Reply(200, page("x", "y"), {"Content-Type": "text/html"}, hang=30.0)],
                          ids=["no-answer", "body-stalls"])
 def test_a_page_that_hangs_times_out(reply):
     with serve(Site({"/slow": reply})) as server:
         started = time.monotonic()
         err = failure(server.url + "/slow", timeout_s=0.3)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 15  # the page hangs for 30 s: it was not waited for
     assert err.retryable and ("timed out" in err.message or "within" in err.message)
 
 
