@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Any, Iterator, List, Optional
+from typing import Annotated, Any, Iterator, List, Optional
 
 import typer
 
@@ -22,7 +22,6 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as click_errors
 
 _NoArgsIsHelp = getattr(click_errors, "NoArgsIsHelpError", ())
-from typing import Annotated
 
 from agent.errors import ResearchError, RunStopped, RunWaiting, UsageError
 
@@ -40,7 +39,7 @@ from agent.cli_report import report_app  # noqa: E402  (imports nothing heavy: c
 
 app.add_typer(report_app, name="report")
 
-from agent.cli_options import CacheDir, Debug, JsonOut, Quiet, StoreUrl, store_location  # noqa: E402
+from agent.cli_options import CacheDir, Debug, JsonOut, Kind, Quiet, StoreUrl, store_location  # noqa: E402
 Wait = Annotated[bool, typer.Option("--wait", help="If another process is running this run, wait for it instead of refusing.")]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="For a scheduled report's run: the reports file holding its webhook [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
 
@@ -439,7 +438,7 @@ def cache_stats(cache_dir: CacheDir = None, store: StoreUrl = None, as_json: Jso
 
 @cache_app.command("clear")
 def cache_clear(
-    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, probe (a server's reported context window), check (remembered claim verdicts), or failure (remembered failed page reads).")] = None,
+    kind: Kind = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     cache_dir: CacheDir = None,
     store: StoreUrl = None,

@@ -17,13 +17,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional
+from typing import Annotated, Any, IO, Iterator, Optional
 
 import typer
-from typing import Annotated
 
 from agent.cli import EXIT_PARTIAL, _edge, _emit_json, _warn, cache_app
-from agent.cli_options import CacheDir, Debug, JsonOut, StoreUrl, store_location
+from agent.cli_options import CacheDir, Debug, JsonOut, Kind, StoreUrl, store_location
 from agent.errors import UsageError
 
 FORMAT = "results"
@@ -42,7 +41,7 @@ def _open(where: Any) -> Any:
 @cache_app.command("export")
 def cache_export(
     file: File,
-    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, failure.")] = None,
+    kind: Kind = None,
     cache_dir: CacheDir = None,
     store: StoreUrl = None,
     as_json: JsonOut = False,

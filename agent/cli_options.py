@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
-from typing import Annotated
 
 CacheDir = Annotated[Optional[str], typer.Option("--cache-dir", metavar="DIR", help="Cache directory [default: $RESEARCH_CACHE_DIR or ./cache]", show_default=False)]
 StoreUrl = Annotated[Optional[str], typer.Option("--store", metavar="URL", help="A shared store URL (postgresql://user@host/db); default: the cache directory", show_default=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Kind = Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, probe (a server's reported context window), check (remembered claim verdicts), or failure (remembered failed page reads).")]
 
 
 def store_location(store: Optional[str], cache_dir: Optional[str]) -> Optional[str]:

@@ -17,10 +17,9 @@ import shutil
 import signal
 import sys
 import threading
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from typing import Annotated
 
 report_app = typer.Typer(help="Scheduled reports defined in research.toml.", no_args_is_help=True)
 
@@ -320,7 +319,7 @@ def report_list(
                 runs = workspace.journal.report_runs(spec.name)
                 last = None
                 if runs:
-                    t = totals(workspace.journal.steps(runs[0]["run_id"]))
+                    t = totals(workspace.journal.iter_steps(runs[0]["run_id"]))
                     last = {"run_id": runs[0]["run_id"], "status": runs[0]["status"], "cost_usd": t["cost_usd"],
                             "saved_usd": t["saved_usd"], "report_path": runs[0]["report_path"]}
                 rows.append({"name": spec.name, "schedule": spec.schedule, "timezone": spec.timezone,

@@ -7,10 +7,9 @@ extra, another address without a token, a port in use, a store it cannot read) i
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from typing import Annotated
 
 from agent.cli_options import CacheDir, Debug, StoreUrl, store_location
 
