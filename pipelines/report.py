@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import html as _html
-import io
 import json
 import re
 from dataclasses import asdict
@@ -152,20 +151,16 @@ def write_json(result: "ResearchResult", out: IO[str]) -> None:
     jsonstream.dump(data, "sources", (s.to_json() if hasattr(s, "to_json") else asdict(s) for s in result.sources), out)
 
 
-def as_json(result: "ResearchResult") -> str:
-    buffer = io.StringIO()
-    write_json(result, buffer)
-    return buffer.getvalue()
-
-
-def render(result: "ResearchResult", fmt: str) -> str:
-    """The report in ``fmt``; every format is built from ``result.markdown``, which is set once here."""
+def write(result: "ResearchResult", fmt: str, out: IO[str]) -> None:
+    """The report in ``fmt``, written to ``out``; every format is built from ``result.markdown``, which is
+    set once here (the JSON report carries it too, whatever order the formats are written in)."""
     if not result.markdown:
         result.markdown = markdown(result)
     if fmt == "md":
-        return result.markdown
-    if fmt == "html":
-        return html(result)
-    if fmt == "json":
-        return as_json(result)
-    raise ValueError(fmt)
+        out.write(result.markdown)
+    elif fmt == "html":
+        out.write(html(result))
+    elif fmt == "json":
+        write_json(result, out)
+    else:
+        raise ValueError(fmt)

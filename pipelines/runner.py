@@ -61,20 +61,23 @@ def check_out_dir(out_dir: str) -> Path:
     return path
 
 
-def _write(path: Path, text: str | Callable[[Any], None]) -> None:
-    """``text`` (or what ``text(file)`` writes) to ``path``, whole or not at all."""
+def _write(path: Path, write: Callable[[Any], None]) -> None:
+    """What ``write(file)`` writes, to ``path``: whole or not at all."""
     tmp = path.with_name(f".{path.name}.tmp")
-    if callable(text):
-        with tmp.open("w", encoding="utf-8") as out:
-            text(out)
-    else:
-        tmp.write_text(text, encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as out:
+        write(out)
+    tmp.replace(path)
+
+
+def _copy(source: Path, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.copyfile(source, tmp)
     tmp.replace(path)
 
 
 def write_outputs(result: Any, options: RunOptions) -> dict[str, str]:
     """``DIR/STEM.FMT`` for each format (and ``DIR/latest.FMT``); ``keep`` prunes the oldest stems."""
-    from pipelines.report import render, write_json
+    from pipelines.report import write
 
     out_dir = Path(options.out_dir)
     stem = options.stem or result.run_id
@@ -83,19 +86,11 @@ def write_outputs(result: Any, options: RunOptions) -> dict[str, str]:
         paths = {}
         for fmt in options.formats:
             path = out_dir / f"{stem}.{fmt}"
-            if fmt == "json" and hasattr(result, "sources"):
-                # Streamed: the sources' texts are read back one at a time, never held all at once.
-                render(result, "md")  # the JSON carries the Markdown, made first whatever the order of formats
-                _write(path, lambda out: write_json(result, out))
-                if options.latest:
-                    shutil.copyfile(path, out_dir / ".latest.json.tmp")
-                    (out_dir / ".latest.json.tmp").replace(out_dir / "latest.json")
-            else:
-                text = render(result, fmt)
-                _write(path, text)
-                if options.latest:
-                    _write(out_dir / f"latest.{fmt}", text)
+            # Written to the file as made: the JSON report streams its sources' texts, never all at once.
+            _write(path, lambda out, fmt=fmt: write(result, fmt, out))
             paths[fmt] = str(path)
+            if options.latest:
+                _copy(path, out_dir / f"latest.{fmt}")
         if options.keep:
             prune(out_dir, options.keep, protect=stem)
     except OSError as exc:
@@ -138,7 +133,7 @@ def lost_results(workspace: Workspace, run_id: str, pins: dict[str, str]) -> tup
     missing = {key for key, digest in pins.items() if workspace.store.get_pinned(key, digest) is None}
     if not missing:
         return 0, 0.0
-    cost = sum(s["cost_usd"] or 0.0 for s in workspace.journal.steps(run_id) if s["key"] in missing)
+    cost = sum(s["cost_usd"] or 0.0 for s in workspace.journal.iter_steps(run_id) if s["key"] in missing)
     return len(missing), cost
 
 
@@ -188,7 +183,7 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
                     raise
                 await asyncio.sleep(1.0)  # the holder finishes, or its lease runs out
         # What earlier attempts of this run spent (a holder we waited for included) counts against its budget.
-        prior_cost = totals(workspace.journal.steps(run_id))["cost_usd"] or 0.0
+        prior_cost = totals(workspace.journal.iter_steps(run_id))["cost_usd"] or 0.0
         lease = workspace.leases[run_id]
         if report is not None and slot is not None and options.latest:
             # latest.* is the newest slot's report: an older slot run again must not take its place.
@@ -223,7 +218,7 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
         try:
             result = await workflow.run()
             workspace.journal.flush()
-            result.totals = totals(workspace.journal.steps(run_id))
+            result.totals = totals(workspace.journal.iter_steps(run_id))
             result.totals["this_attempt"] = workspace.journal.attempt_counts(run_id, runtime.attempt)
             # A source that failed without a step (remembered from an earlier run) is a failure all the same.
             result.totals["failed"] = max(result.totals["failed"], len(getattr(result, "failed", [])))
