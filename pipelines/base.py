@@ -108,10 +108,6 @@ class Pipeline:
     templates: tuple[str, ...] = ()
 
 
-async def _never_paid() -> Paid:
-    raise RuntimeError("a stored step was looked up again and not found")
-
-
 class Stages:
     """The machinery a pipeline's stages run on: a runtime, providers, prompts, sources, failures."""
 
@@ -206,18 +202,18 @@ class Stages:
     async def _probe_context(self, provider: Any) -> int:
         spec = StepSpec(kind="probe", name=f"context window of {provider.model_id}", provider=provider.name,
                         endpoint=provider.endpoint, model=provider.model, request={"probe": "context_window"})
-        record = self.runtime.lookup(spec)
-        if record is None:
+        found = None
+        if self.runtime.lookup(spec) is None:
             found = await provider.probe_context()
             if not found:  # the server cannot say: the default, nothing stored (it may say next time)
                 return provider.context_window
 
-            async def work() -> Paid:
-                return Paid({"context_window": found}, cost_usd=0.0)
+        async def work() -> Paid:  # not called when the answer is stored: the step replays it
+            if found is None:
+                raise RuntimeError("the stored context window went away while the run looked it up")
+            return Paid({"context_window": found}, cost_usd=0.0)
 
-            value = (await self.runtime.step(spec, work)).value
-        else:
-            value = (await self.runtime.step(spec, _never_paid)).value  # replayed, and journaled as such
+        value = (await self.runtime.step(spec, work)).value
         window = value.get("context_window") if isinstance(value, dict) else None
         return window if isinstance(window, int) and window > 0 else provider.context_window
 

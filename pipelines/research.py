@@ -8,6 +8,7 @@ repeated run replays what was already paid for, and only new or changed work is 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -579,13 +580,9 @@ class ResearchWorkflow(Stages):
         def text_of(s: Source) -> str:
             return "\n\n".join(filter(None, [s.title, s.author, s.site, s.published, s.full_text()]))
 
-        corpus: list[Any] = []  # made when a text's verdicts are not stored yet, then shared
-
-        def index() -> Any:
-            if not corpus:
-                # It reads the sources' texts from disk a few at a time.
-                corpus.append(claimcheck.corpus(LazyTexts({s.id: s for s in result.sources}, text_of)))
-            return corpus[0]
+        # Made when a text's verdicts are not stored yet, then shared; it reads the sources' texts from
+        # disk a few at a time.
+        index = functools.cache(lambda: claimcheck.corpus(LazyTexts({s.id: s for s in result.sources}, text_of)))
 
         sources = [[s.id, s.digest, s.title, s.author, s.site, s.published] for s in result.sources]
 

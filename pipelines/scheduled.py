@@ -248,7 +248,7 @@ def _run_totals(cache_dir: str | None, run_id: str) -> dict[str, Any]:
 
     workspace = Workspace.open(cache_dir)
     try:
-        return totals(workspace.journal.steps(run_id)) if workspace.journal.find_run(run_id) else {}
+        return totals(workspace.journal.iter_steps(run_id)) if workspace.journal.find_run(run_id) else {}
     finally:
         workspace.close()
 

@@ -47,7 +47,7 @@ class Spill:
             except OSError as exc:
                 raise self._failed(exc) from exc
             self._end += len(data)
-        return SpilledText(self, offset, len(data), len(text))
+        return SpilledText(self, offset, len(data))
 
     def read(self, offset: int, size: int) -> str:
         with self._lock:
@@ -62,8 +62,7 @@ class SpilledText:
 
     spill: Spill
     offset: int
-    size: int
-    chars: int
+    size: int  # in bytes
 
     def read(self) -> str:
         return self.spill.read(self.offset, self.size)

@@ -97,7 +97,7 @@ def run_rows(workspace: Any, *, status: str = "", report: str = "", pipeline: st
               and (not pipeline or r["pipeline"] == pipeline)]
     rows = []
     for run in chosen[:RUN_LIMIT]:
-        t = totals(workspace.journal.steps(run["run_id"]))
+        t = totals(workspace.journal.iter_steps(run["run_id"]))
         rows.append({"run_id": run["run_id"], "status": _status(run), "question": redact(run["question"]),
                      "pipeline": run["pipeline"], "report": run.get("report"), "started": when(run["started_at"]),
                      "duration": duration(_run_seconds(run, now)), "totals": t,
@@ -274,7 +274,7 @@ def _nights(workspace: Any, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The report's runs, latest slot first, each with its totals and what changed since the one before."""
     nights = []
     for i, run in enumerate(runs):
-        t = totals(workspace.journal.steps(run["run_id"]))
+        t = totals(workspace.journal.iter_steps(run["run_id"]))
         earlier = next((r for r in runs[i + 1:] if r["status"] == "completed" and r.get("outcome")), None)
         changes_md = _changes_section(run)
         nights.append({
