@@ -54,3 +54,12 @@ def completed_events(cache: Path, kind: str | None = None) -> int:
             conn.close()
     except sqlite3.Error:
         return 0
+
+
+def run_script(script: str, env: dict[str, str], *args: str) -> dict:
+    """Run ``script`` in a fresh interpreter with ``args`` as ``sys.argv[1:]``; the JSON object it printed
+    last (a script that drives the CLI in-process and reports what it imported, say)."""
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])

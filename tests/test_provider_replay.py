@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import subprocess_env
-from tests.helpers import CORPUS, QUESTION, ROOT
+from tests.helpers import CORPUS, QUESTION, ROOT, run_script
 from tests.servers import serve
 from tests.servers.anthropic_api import AnthropicAPI
 from tests.servers.gemini_api import GeminiAPI
@@ -37,10 +35,7 @@ print(json.dumps({"exit_code": result.exit_code, "stdout": result.stdout, "stder
 
 
 def run_cli(env: dict[str, str], *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", RUN, *map(str, args)], env=env, cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script(RUN, env, *args)
 
 
 def test_a_full_replay_imports_no_sdk(tmp_path):

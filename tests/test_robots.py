@@ -14,6 +14,7 @@ from agent.sources.robots import Robots, RobotsCache, origin, robots_allows
 from agent.sources.web import USER_AGENT, WebFetcher
 from tests.servers import Reply, serve
 from tests.servers.website import Site, html, page
+from tests.test_sources_real import fetch_all
 
 FAST = dict(timeout_s=2.0, max_retries=0, retry_cap_s=0.01)
 PUBLIC = page("Heat pumps in public", "Heat pumps work in cold climates, field trials show.")
@@ -31,24 +32,6 @@ def honouring(**limits) -> WebFetcher:
     return backend
 
 
-def scrape_all(fetcher: WebFetcher, urls: list[str]) -> list:
-    """Scrape ``urls`` at once with one fetcher; each Document or the SourceError it failed with."""
-
-    async def one(url):
-        try:
-            return await fetcher.scrape(url)
-        except SourceError as exc:
-            return exc
-
-    async def go():
-        try:
-            return await asyncio.gather(*(one(u) for u in urls))
-        finally:
-            await fetcher.aclose()
-
-    return asyncio.run(go())
-
-
 def site_with(rules: Reply) -> Site:
     return Site({"/robots.txt": rules, "/public/page": html(PUBLIC), "/private/page": html(PRIVATE),
                  "/private/other": html(PRIVATE), "/jump": Reply(302, "", {"Location": "/private/page"})})
@@ -57,7 +40,7 @@ def site_with(rules: Reply) -> Site:
 def test_a_disallowed_page_is_skipped_with_the_reason_and_the_hint_and_never_requested():
     site = site_with(robots("User-agent: *\nDisallow: /private/\n"))
     with serve(site) as server:
-        ok, skipped = scrape_all(honouring(), [f"{server.url}/public/page", f"{server.url}/private/page"])
+        ok, skipped = fetch_all([f"{server.url}/public/page", f"{server.url}/private/page"], honouring())
     assert ok.title == "Heat pumps in public"
     host = server.url.removeprefix("http://")
     assert isinstance(skipped, SourceError) and not skipped.retryable
@@ -71,7 +54,7 @@ def test_robots_txt_is_read_once_per_site_however_many_pages_are_read_at_once():
     site = site_with(robots("User-agent: *\nDisallow: /private/\n", delay=0.3))
     urls = [f"/public/page?n={i}" for i in range(6)] + ["/private/page", "/private/other"]
     with serve(site) as server:
-        results = scrape_all(honouring(), [server.url + u for u in urls])
+        results = fetch_all([server.url + u for u in urls], honouring())
     assert site.hits["/robots.txt"] == 1
     assert sum(isinstance(r, SourceError) for r in results) == 2
     assert site.hits["/public/page"] == 6
@@ -80,24 +63,24 @@ def test_robots_txt_is_read_once_per_site_however_many_pages_are_read_at_once():
 def test_rules_for_our_user_agent_win_over_the_catch_all():
     rules = "User-agent: durable-research\nDisallow: /public/\n\nUser-agent: *\nDisallow: /private/\n"
     with serve(site_with(robots(rules))) as server:
-        public, private = scrape_all(honouring(), [f"{server.url}/public/page", f"{server.url}/private/page"])
+        public, private = fetch_all([f"{server.url}/public/page", f"{server.url}/private/page"], honouring())
     assert isinstance(public, SourceError) and "robots.txt" in public.message
     assert private.title == "Members only"
 
 
 def test_disallow_all_skips_every_page_but_allow_all_reads_them():
     with serve(site_with(robots("User-agent: *\nDisallow: /\n"))) as server:
-        (blocked,) = scrape_all(honouring(), [f"{server.url}/public/page"])
+        (blocked,) = fetch_all([f"{server.url}/public/page"], honouring())
     assert isinstance(blocked, SourceError) and "disallows it" in blocked.message
     with serve(site_with(robots("User-agent: *\nDisallow:\n"))) as server:
-        (read,) = scrape_all(honouring(), [f"{server.url}/private/page"])
+        (read,) = fetch_all([f"{server.url}/private/page"], honouring())
     assert read.title == "Members only"
 
 
 def test_only_the_url_asked_for_is_checked_not_where_it_redirects():
     # The site itself sends us there; robots.txt speaks for what we ask, as RFC 9309 crawlers do.
     with serve(site_with(robots("User-agent: *\nDisallow: /private/\n"))) as server:
-        (doc,) = scrape_all(honouring(), [f"{server.url}/jump"])
+        (doc,) = fetch_all([f"{server.url}/jump"], honouring())
     assert doc.title == "Members only" and doc.final_url == f"{server.url}/private/page"
 
 
@@ -109,7 +92,7 @@ def test_a_robots_txt_that_cannot_be_read_allows_every_page(reply):
     site = site_with(reply)
     with serve(site) as server:
         started = time.monotonic()
-        (doc,) = scrape_all(honouring(timeout_s=0.5), [f"{server.url}/private/page"])
+        (doc,) = fetch_all([f"{server.url}/private/page"], honouring(timeout_s=0.5))
         took = time.monotonic() - started
     assert doc.title == "Members only"
     assert site.hits["/robots.txt"] == 1 and site.hits["/private/page"] == 1
@@ -119,7 +102,7 @@ def test_a_robots_txt_that_cannot_be_read_allows_every_page(reply):
 def test_a_missing_robots_txt_on_a_site_that_defines_none_allows_all():
     site = Site({"/private/page": html(PRIVATE)})
     with serve(site) as server:
-        (doc,) = scrape_all(honouring(), [f"{server.url}/private/page"])
+        (doc,) = fetch_all([f"{server.url}/private/page"], honouring())
     assert doc.title == "Members only"
     assert site.robots_hits == 1 and [r.path for r in server.requests] == ["/robots.txt", "/private/page"]
 
@@ -129,7 +112,7 @@ def test_ignore_robots_reads_the_page_without_asking_for_robots_txt():
     with serve(site) as server:
         backend = web_backend(None, ignore_robots=True, **FAST)
         assert isinstance(backend, WebFetcher) and not backend.honours_robots
-        (doc,) = scrape_all(backend, [f"{server.url}/private/page"])
+        (doc,) = fetch_all([f"{server.url}/private/page"], backend)
     assert doc.title == "Members only"
     assert site.hits["/robots.txt"] == 0
 

@@ -9,14 +9,11 @@ replay (covered in ``test_provider_replay``), and the main thread never.
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import threading
 
 from agent.providers.base import LoopClient
 from tests.conftest import subprocess_env
-from tests.helpers import CORPUS, ROOT
+from tests.helpers import CORPUS, ROOT, run_script
 from tests.servers import serve
 from tests.servers.openai_api import OpenAIAPI
 
@@ -38,10 +35,7 @@ print(json.dumps({"exit_code": result.exit_code, "stderr": result.stderr, "impor
 
 
 def run_cli(env: dict[str, str], *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", RUN, *map(str, args)], env=env, cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script(RUN, env, *args)
 
 
 def test_a_new_question_imports_the_sdk_off_the_event_loop(tmp_path):
