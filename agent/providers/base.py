@@ -57,6 +57,42 @@ class ModelSettings:
 _MESSAGE_LIMIT = 240
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    """One request of a batch: its ``custom_id`` (how its answer is found again) and the request."""
+
+    custom_id: str
+    request: CompletionRequest
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """A batch as its vendor reports it on a poll.
+
+    ``status`` is ``running`` (accepted, not ended), ``ended`` (its results can be read: completed,
+    expired or cancelled, whatever was answered before that) or ``failed`` (the whole batch was refused,
+    ``detail`` says why in the vendor's words). ``done`` counts the requests settled so far, of ``total``.
+    """
+
+    vendor_id: str
+    status: str
+    total: int
+    done: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """What became of one request of an ended batch: a completion, an error (a
+    :class:`~agent.errors.ProviderError`, retryable or not as for a single call), or ``unanswered``
+    (``expired`` or ``cancelled``: the batch ended before it ran)."""
+
+    custom_id: str
+    completion: Completion | None = None
+    error: ProviderError | None = None
+    unanswered: str | None = None
+
+
 class Provider(ABC):
     #: The prefix of model ids for this provider (``openai`` in ``openai:gpt-4o-mini``).
     name: ClassVar[str]
@@ -174,6 +210,35 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release clients; providers with none need not override it."""
+
+    # -- the vendor's batch API (half price, answered within a day) -------------------------
+    #: Whether this provider's vendor has a batch API the methods below speak.
+    batch_api: ClassVar[bool] = False
+
+    async def batch_submit(self, items: list[BatchItem], tag: str) -> str:
+        """Hand ``items`` over as one batch tagged ``tag`` (where the vendor keeps a tag); its vendor id.
+
+        One attempt, the SDK's retries off: a create that timed out may still have made the batch, so
+        the caller looks it up (:meth:`batch_find`) before trying again. Failures are ProviderErrors.
+        """
+        raise NotImplementedError
+
+    async def batch_find(self, tag: str, *, count: int, created_after: float, taken: frozenset[str] = frozenset()) -> str | None:
+        """The vendor id of a batch an earlier attempt may have made: tagged ``tag`` where the vendor keeps
+        tags, else created at or after ``created_after`` (a UNIX time) with ``count`` requests and not
+        among ``taken`` (ids already adopted); None if there is none."""
+        raise NotImplementedError
+
+    async def batch_status(self, vendor_id: str) -> BatchState:
+        """One poll of the batch."""
+        raise NotImplementedError
+
+    async def batch_results(self, vendor_id: str, custom_ids: list[str]) -> list[BatchAnswer]:
+        """The answers of an ended batch, one per request of ``custom_ids`` (the order it was submitted
+        in; a vendor that answers by position is read by it), in that order. A request the results do not
+        hold comes back ``unanswered="missing"``; results holding a ``custom_id`` not among ``custom_ids``
+        (a batch adopted by count that was not this run's) raise a non-retryable ProviderError."""
+        raise NotImplementedError
 
     # -- helpers for adapters ----------------------------------------------------------------
     def sdk_timeout(self) -> float:
