@@ -41,6 +41,7 @@ app.add_typer(report_app, name="report")
 
 from agent.cli_options import CacheDir, Debug, JsonOut, Kind, Quiet, StoreUrl, store_location  # noqa: E402
 Wait = Annotated[bool, typer.Option("--wait", help="If another process is running this run, wait for it instead of refusing.")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="For a batched run: stop once its batches are handed over (status waiting, exit 0); 'research resume' collects them.")]
 ConfigFile = Annotated[Optional[str], typer.Option("--config", metavar="FILE", help="For a scheduled report's run: the reports file holding its webhook [default: $RESEARCH_CONFIG or ./research.toml]", show_default=False)]
 
 EXIT_PARTIAL = 3
@@ -116,6 +117,8 @@ def _totals_line(totals: dict[str, Any]) -> str:
                                            else " + unpriced calls")
     line = (f"{totals['calls']} steps: {totals['paid']} paid, {totals['replayed']} replayed, {totals['failed']} failed;"
             f" cost {cost}, saved {saved}")
+    if totals.get("batched"):
+        line += f"; {totals['batched']} answered by batch APIs, {_money(totals.get('sync_cost_usd'))} at synchronous prices"
     this = totals.get("this_attempt")
     if this and this["attempt"] > 1:
         # What this attempt did, apart from the run's lifetime: a rerun that paid nothing says so.
@@ -165,6 +168,11 @@ def _interruptible(run_id: str | None) -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _say(line: str) -> None:
+    sys.stderr.write(f"{line}\n")
+    sys.stderr.flush()
+
+
 def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool, wait: bool = False) -> None:
     from agent.runs import new_run_id
     from pipelines.runner import execute
@@ -174,11 +182,12 @@ def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool
         try:
             with _interruptible(options.run_id):
                 import asyncio
-                result = asyncio.run(execute(pipeline, inputs, options, progress=progress, warn=_warn, wait=wait))
-        except RunWaiting as exc:  # not a failure: the run waits, durably, for a person
+                result = asyncio.run(execute(pipeline, inputs, options, progress=progress, warn=_warn, wait=wait,
+                                             say=None if quiet else _say))
+        except RunWaiting as exc:  # not a failure: the run waits, durably, for a person or a vendor's batch
             if as_json:
                 _emit_json({"run_id": exc.run_id, "status": "waiting", "waiting_for": exc.stage,
-                            "report_path": None, "continue": f"research approve {exc.run_id}"})
+                            "report_path": None, "continue": exc.continue_with})
             else:
                 sys.stdout.write(f"{exc.one_line()}\n")
             return
@@ -227,6 +236,9 @@ def run(
     no_check_claims: Annotated[bool, typer.Option("--no-check-claims", help="Do not hold the report's cited sentences against their sources.")] = False,
     ignore_robots: Annotated[bool, typer.Option("--ignore-robots", help="Read pages even where a site's robots.txt disallows it.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Read again pages that failed lastingly (404, unknown host) on an earlier run.")] = False,
+    batch: Annotated[bool, typer.Option("--batch", help="Send model calls through the vendors' batch APIs: half price, answered within the day.")] = False,
+    batch_min: Annotated[int, typer.Option("--batch-min", metavar="N", min=1, help="With --batch: a stage with fewer model calls than N asks them one by one.")] = 1,
+    no_wait: NoWait = False,
     cache_dir: CacheDir = None,
     store: StoreUrl = None,
     wait: Wait = False,
@@ -269,7 +281,9 @@ def run(
                                   run_id=run_id, allow_private_hosts=allow_private_hosts,
                                   approve=[a.strip().lower() for a in approve], approve_timeout=timeout_s,
                                   retry_failed=retry_failed, ignore_robots=ignore_robots,
-                                  no_check_claims=no_check_claims)
+                                  no_check_claims=no_check_claims, batch=batch, batch_min=batch_min, no_wait=no_wait)
+        if no_wait and not batch:
+            raise UsageError("--no-wait is for batched runs", hint="add --batch, or drop --no-wait")
         _run("research", inputs, options, as_json=as_json, quiet=quiet, wait=wait)
 
 
@@ -280,6 +294,7 @@ def resume(
     out: Annotated[Optional[str], typer.Option("--out", metavar="DIR", help="Write the report to this directory instead of the run's own.")] = None,
     fmt: Annotated[List[str], typer.Option("--format", metavar="FORMATS", help="Report formats instead of the run's own: md, html, json.")] = [],
     config: ConfigFile = None,
+    no_wait: NoWait = False,
     cache_dir: CacheDir = None,
     store: StoreUrl = None,
     wait: Wait = False,
@@ -287,11 +302,11 @@ def resume(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Continue a run: completed steps replay, the rest are paid for."""
+    """Continue a run: completed steps replay, the rest are paid for; a batched run collects its batches."""
     with _edge(debug):
         cache_dir = store_location(store, cache_dir)
         _continue(run_id, cache_dir=cache_dir, config=config, as_json=as_json, quiet=quiet, wait=wait,
-                  max_cost=max_cost, out_dir=out, formats=list(fmt) or None)
+                  max_cost=max_cost, out_dir=out, formats=list(fmt) or None, no_wait=no_wait or None)
 
 
 def _continue(run_id: str, *, cache_dir: str | None, config: str | None, as_json: bool, quiet: bool,
@@ -362,9 +377,12 @@ def runs(cache_dir: CacheDir = None, store: StoreUrl = None, as_json: JsonOut = 
             rows = []
             for run_ in workspace.journal.list_runs():
                 summary = workspace.summary(run_["run_id"])
-                rows.append({"run_id": run_["run_id"], "status": summary["status"], "started_at": summary["started_at"],
-                             "question": run_["question"], "cost_usd": summary["totals"]["cost_usd"],
-                             "cost_complete": summary["totals"]["cost_complete"]})
+                row = {"run_id": run_["run_id"], "status": summary["status"], "started_at": summary["started_at"],
+                       "question": run_["question"], "cost_usd": summary["totals"]["cost_usd"],
+                       "cost_complete": summary["totals"]["cost_complete"]}
+                if summary["totals"].get("batched"):
+                    row["sync_cost_usd"] = summary["totals"]["sync_cost_usd"]
+                rows.append(row)
         finally:
             workspace.close()
         if as_json:
@@ -374,6 +392,8 @@ def runs(cache_dir: CacheDir = None, store: StoreUrl = None, as_json: JsonOut = 
             sys.stdout.write("no runs yet\n")
         for row in rows:
             money = _money(row["cost_usd"]) + ("+?" if not row["cost_complete"] and row["cost_usd"] is not None else "")
+            if "sync_cost_usd" in row:  # batched: what it would have cost asked one by one
+                money += f" (sync {_money(row['sync_cost_usd'])})"
             sys.stdout.write(f"{row['run_id']}  {row['status']:<11} {row['started_at']}  {money:>9}  {row['question']}\n")
 
 
@@ -410,8 +430,15 @@ def show(
                 out(f"  {how:<8} {step['kind']:<6} {step['name']}{said}\n")
         finally:
             workspace.close()
-        if summary.get("waiting"):
-            out(f"waiting for approval before {summary['waiting']['stage']}; continue with: {summary['waiting']['continue']}\n")
+        for batch in summary.get("batches", []):
+            done = ", ".join(f"{n} {what}" for what, n in sorted((batch["detail"] or {}).items()) if isinstance(n, int))
+            out(f"  batch {batch['id']}: {batch['stage']}, {batch['count']} request(s) at {batch['provider']}: "
+                f"{batch['status']}" + (f" ({done})" if done else "") + "\n")
+        waiting = summary.get("waiting")
+        if waiting and waiting["stage"] == "batch":
+            out(f"waiting for {waiting['batches']} batch(es) at the vendors; collect with: {waiting['continue']}\n")
+        elif waiting:
+            out(f"waiting for approval before {waiting['stage']}; continue with: {waiting['continue']}\n")
         for effect in summary.get("effects", []):
             detail = effect.get("detail") or {}
             said = f" (HTTP {detail['http_status']})" if detail.get("http_status") else ""

@@ -28,6 +28,8 @@ from agent.cli_options import CacheDir, Debug, JsonOut, Quiet, StoreUrl, store_l
 Now = Annotated[Optional[str], typer.Option("--now", metavar="DATETIME", help="Act as if it were this time (ISO date-time); for trying a schedule.")]
 
 EXIT_FAILED = 1
+#: How often ``report serve`` looks at a slot waiting for its batches.
+_BATCH_LOOK_S = 60.0
 EXIT_PARTIAL = 3
 
 
@@ -85,7 +87,8 @@ def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: b
         if existing is not None and existing["status"] == "completed":
             say(f"{run_id}: up to date (completed)")
             continue
-        if existing is not None and existing["status"] in ("waiting", "rejected", "expired"):
+        batch_wait = existing is not None and (existing.get("waiting") or {}).get("stage") == "batch"
+        if existing is not None and existing["status"] in ("waiting", "rejected", "expired") and not batch_wait:
             what = {"waiting": f"waiting for approval; continue with: research approve {run_id}",
                     "rejected": "rejected", "expired": "its wait for approval expired"}[existing["status"]]
             say(f"{run_id}: {what}")
@@ -98,7 +101,8 @@ def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: b
                 say(f"{spec.name}: skipped {len(missed)} missed slot{'s' if len(missed) != 1 else ''} ({shown});"
                     f" only the latest, {slot_label(slot)}, runs")
         import asyncio
-        outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir))
+        # A batched slot never holds up the schedule: handed over now, collected by a later 'due'.
+        outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir, wait=False))
         say(outcome.line())
         outcomes.append(outcome)
     return outcomes
@@ -150,6 +154,7 @@ def _finish(outcome: Any, as_json: bool) -> None:
 def report_run(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The report's name in research.toml.")],
     at: Annotated[Optional[str], typer.Option("--at", metavar="DATETIME", help="Run the slot at or before this time (2026-11-23, 2026-11-23T06:00, ...Z) [default: now].")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="For a batched report: stop once its batches are handed over; 'report due' or 'resume' collects them.")] = False,
     config: Config = None,
     cache_dir: CacheDir = None,
     store: StoreUrl = None,
@@ -177,7 +182,7 @@ def report_run(
         slot = latest_slot(spec.schedule, spec.timezone, when)
         with _progress(quiet, as_json) as progress:
             import asyncio
-            outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir, progress=progress))
+            outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir, progress=progress, wait=not no_wait))
         _finish(outcome, as_json)
 
 
@@ -241,11 +246,15 @@ def report_serve(
             while not stop.is_set():
                 busy.set()
                 try:
-                    _run_due(reports, _now(None), cache_dir=cache_dir)
+                    outcomes = _run_due(reports, _now(None), cache_dir=cache_dir)
                 finally:
                     busy.clear()
                 now = _now(None)
                 upcoming = min((next_slot(s.schedule, s.timezone, now), s.name) for s in reports.reports.values())
+                waiting = [o.report for o in outcomes if o.status == "waiting" and o.error is not None
+                           and o.error.stage == "batch"]
+                if waiting:  # batches handed over: look at them again soon, not only at the next slot
+                    upcoming = min(upcoming, (now + _dt.timedelta(seconds=_BATCH_LOOK_S), waiting[0]))
                 _out(f"next: {upcoming[1]} at {slot_label(upcoming[0])}")
                 while not stop.is_set() and _now(None) < upcoming[0]:
                     stop.wait(min(30.0, max(0.05, (upcoming[0] - _now(None)).total_seconds())))

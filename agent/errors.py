@@ -144,6 +144,8 @@ class RunWaiting(ResearchError):
     """The run stopped, durably, to wait for a person's approval before a stage. Not a failure."""
 
     exit_code = 0
+    #: Not a step's failure: a step that meets it is journaled as neither paid nor failed.
+    deferred = True
 
     def __init__(self, run_id: str, stage: str, since: float, until: float | None) -> None:
         import datetime as _dt
@@ -156,6 +158,27 @@ class RunWaiting(ResearchError):
                          hint=f"continue it with: research approve {run_id} [--note TEXT]; or end it with: "
                               f"research reject {run_id}")
         self.run_id, self.stage, self.since, self.until = run_id, stage, since, until
+
+
+    @property
+    def continue_with(self) -> str:
+        """The command that carries the run on."""
+        return f"research approve {self.run_id}"
+
+
+class BatchWaiting(RunWaiting):
+    """The run handed requests to a vendor's batch API and, asked not to wait (``--no-wait``), stopped
+    until they are answered; any later process collects the answers (``research resume``). Not a failure."""
+
+    def __init__(self, run_id: str, progress: list[str]) -> None:
+        ResearchError.__init__(self, f"run {run_id} waits for its batches ({'; '.join(progress)})",
+                               hint=f"collect them with: research resume {run_id} [--no-wait]")
+        self.run_id, self.stage, self.progress = run_id, "batch", list(progress)
+        self.since = self.until = None
+
+    @property
+    def continue_with(self) -> str:
+        return f"research resume {self.run_id}"
 
 
 class RunRejected(ResearchError):

@@ -109,6 +109,33 @@ CREATE TABLE IF NOT EXISTS effects (
 );
 """
 
+#: Batches handed to a vendor's batch API: written as an intent before the request, given the vendor's id
+#: after it, so a process killed in between never makes a second batch of the same steps.
+_SCHEMA_3 = """
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    keys TEXT NOT NULL,
+    status TEXT NOT NULL,
+    vendor_id TEXT,
+    created_at REAL NOT NULL,
+    submitted_at REAL,
+    updated_at REAL NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS batches_run ON batches (run_id);
+CREATE INDEX IF NOT EXISTS batches_vendor ON batches (endpoint, vendor_id);
+CREATE TABLE IF NOT EXISTS batch_keys (
+    key TEXT NOT NULL,
+    batch TEXT NOT NULL,
+    PRIMARY KEY (key, batch)
+)
+"""
+
 #: Each step of a run once: its first paid event if it was ever paid (later replays do not undo that),
 #: else its latest event; with how many times it was paid and what that cost. In the order steps first ran.
 _STEPS = """
@@ -127,7 +154,7 @@ ORDER BY g.first_id
 
 #: Migration ``n`` (1-based) takes a journal from schema ``n - 1`` to ``n``; ``PRAGMA user_version``
 #: holds the schema a file is at. The first release wrote version 0 with the tables of ``_SCHEMA_1``.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _SCHEMA_2)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_1, _SCHEMA_2, _SCHEMA_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: How long a side effect being sent is left to the process sending it (a webhook's retries fit in it).
@@ -335,6 +362,11 @@ class JournalBase:
             run["status"] = "interrupted"
         if run["status"] == "waiting":
             wait = self.open_wait(run["run_id"])
+            if wait is None:
+                open_ = [b for b in self.batches(run["run_id"]) if b["status"] in self.OPEN_BATCH]
+                if open_:
+                    run["waiting"] = {"stage": "batch", "since": min(b["created_at"] for b in open_), "until": None,
+                                      "batches": len(open_), "continue": f"research resume {run['run_id']}"}
             if wait is not None:
                 run["status"] = "expired" if wait["status"] == "expired" else "waiting"
                 run["waiting"] = {"stage": wait["stage"], "since": wait["since"], "until": wait["until"],
@@ -480,6 +512,67 @@ class JournalBase:
                          (run_id,))
         return [{"effect": e, "status": s, "attempts": a, "detail": json.loads(d) if d else None, "at": at}
                 for e, s, a, d, at in cur.fetchall()]
+
+    # -- batches -----------------------------------------------------------------------------
+    #: A batch's states: ``intent`` (journaled, maybe not yet accepted), ``submitted`` (the vendor's id
+    #: known), then ``collected`` (its answers read), ``failed`` (the vendor refused it whole) or
+    #: ``abandoned`` (an intent no vendor ever accepted).
+    OPEN_BATCH = ("intent", "submitted")
+
+    def batch_intent(self, batch_id: str, *, run_id: str, stage: str, provider: str, endpoint: str,
+                     keys: list[str]) -> dict[str, Any]:
+        """Journal that the steps ``keys`` are about to go to ``provider``'s batch API as one batch."""
+        now = time.time()
+        with self._transaction("batch", batch_id) as db:
+            db.execute("INSERT INTO batches (id, run_id, stage, provider, endpoint, count, keys, status, created_at,"
+                       " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?)",
+                       (batch_id, run_id, stage, provider, endpoint, len(keys), json.dumps(keys), now, now))
+            for key in keys:
+                db.execute("INSERT INTO batch_keys (key, batch) VALUES (?, ?) ON CONFLICT (key, batch) DO NOTHING",
+                           (key, batch_id))
+        return self.batch(batch_id)
+
+    def batch_update(self, batch_id: str, status: str, *, vendor_id: str | None = None,
+                     detail: dict[str, Any] | None = None) -> None:
+        """Move a batch on: its vendor id once accepted, its state and what is known of its progress."""
+        now = time.time()
+        sets, params = ["status = ?", "updated_at = ?"], [status, now]
+        if vendor_id is not None:
+            sets += ["vendor_id = ?", "submitted_at = COALESCE(submitted_at, ?)"]
+            params += [vendor_id, now]
+        if detail is not None:
+            sets.append("detail = ?")
+            params.append(json.dumps(detail))
+        self._exec(f"UPDATE batches SET {', '.join(sets)} WHERE id = ?", (*params, batch_id))
+
+    def _batch_dict(self, cur: Any, row: tuple) -> dict[str, Any]:
+        batch = dict(zip([c[0] for c in cur.description], row))
+        batch["keys"] = json.loads(batch["keys"])
+        batch["detail"] = json.loads(batch["detail"]) if batch.get("detail") else {}
+        return batch
+
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        cur = self._exec("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        row = cur.fetchone()
+        return None if row is None else self._batch_dict(cur, row)
+
+    def open_batch_of(self, key: str) -> dict[str, Any] | None:
+        """The batch not yet collected that carries step ``key``, if one does (any run's)."""
+        cur = self._exec("SELECT b.* FROM batch_keys k JOIN batches b ON b.id = k.batch WHERE k.key = ?"
+                         " AND b.status IN ('intent', 'submitted') ORDER BY b.created_at LIMIT 1", (key,))
+        row = cur.fetchone()
+        return None if row is None else self._batch_dict(cur, row)
+
+    def batches(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's batches, oldest first."""
+        cur = self._exec("SELECT * FROM batches WHERE run_id = ? ORDER BY created_at, id", (run_id,))
+        return [self._batch_dict(cur, row) for row in cur.fetchall()]
+
+    def adopted(self, endpoint: str) -> frozenset[str]:
+        """Vendor ids of the batches already journaled for ``endpoint`` (never adopted twice)."""
+        rows = self._exec("SELECT vendor_id FROM batches WHERE endpoint = ? AND vendor_id IS NOT NULL",
+                          (endpoint,)).fetchall()
+        return frozenset(row[0] for row in rows)
 
     # -- events ------------------------------------------------------------------------------
     _INSERT = (f"INSERT INTO events (run_id, attempt, {', '.join(EVENT_FIELDS)}, at)"
@@ -719,8 +812,8 @@ class Journal(JournalBase):
 
 def totals(steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Counts and money over a run's steps (one pass: ``steps`` may be :meth:`JournalBase.iter_steps`)."""
-    calls = paid_count = replayed = failed = 0
-    cost = saved = 0  # as sum() gives it: an int until a float is added
+    calls = paid_count = replayed = failed = batched = 0
+    cost = saved = sync = 0  # as sum() gives it: an int until a float is added
     unknown = saved_unknown = False
     for s in steps:
         calls += 1
@@ -734,6 +827,15 @@ def totals(steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
             paid_count += s.get("paid_times", 1)  # every payment, in every attempt: a step paid twice counts twice
             cost += s["cost_usd"] or 0.0
             unknown = unknown or s["cost_usd"] is None
+            detail = s.get("detail")
+            if detail and "sync_cost_usd" in detail:  # answered through a batch API, at its price
+                batched += 1
+                sync += detail["sync_cost_usd"] or 0.0
+            else:
+                sync += s["cost_usd"] or 0.0
+    extra: dict[str, Any] = {}
+    if batched:  # what the same steps would have cost asked one by one
+        extra = {"batched": batched, "sync_cost_usd": None if unknown and not sync else round(sync, 6)}
     return {
         "calls": calls,
         "paid": paid_count,
@@ -745,4 +847,5 @@ def totals(steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "saved_usd": None if saved_unknown and not saved else round(saved, 6),
         "cost_complete": not unknown,
         "saved_complete": not saved_unknown,
+        **extra,
     }

@@ -112,17 +112,23 @@ async def complete(runtime: Runtime, provider: Any, request: CompletionRequest, 
     """Ask ``provider`` for a completion as a durable step."""
     from agent.pricing import cost_of
 
-    async def work() -> Paid:
-        completion = await provider.call(request)
-        usage = completion.usage
-        return Paid(
-            value=completion.to_json(),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=cost_of(provider.name, provider.model, usage),
-            usage=asdict(usage),
-            detail={"finish_reason": completion.finish_reason} if completion.finish_reason not in ("", "stop") else None,
-        )
+    spec = llm_spec(provider, request, name)
 
-    result = await runtime.step(llm_spec(provider, request, name), work)
+    async def work() -> Paid:
+        batched = None
+        if runtime.batcher is not None:  # a batched run: the vendor's batch API answers, at its price
+            batched = await runtime.batcher.complete(provider, request, spec.key)
+        completion = batched[0] if batched is not None else await provider.call(request)
+        usage = completion.usage
+        detail: dict[str, Any] = {}
+        if completion.finish_reason not in ("", "stop"):
+            detail["finish_reason"] = completion.finish_reason
+        cost = cost_of(provider.name, provider.model, usage, batch=batched is not None)
+        if batched is not None:
+            detail["batch"] = batched[1]
+            detail["sync_cost_usd"] = cost_of(provider.name, provider.model, usage)
+        return Paid(value=completion.to_json(), input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                    cost_usd=cost, usage=asdict(usage), detail=detail or None)
+
+    result = await runtime.step(spec, work)
     return Completion.from_json(result.value), result

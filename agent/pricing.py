@@ -24,6 +24,7 @@ _SNAPSHOT = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}))$")
 def _table(override_path: str | None) -> dict[str, dict[str, dict[str, float]]]:
     table: dict[str, Any] = json.loads(resources.files("agent").joinpath("data/prices.json").read_text())
     table.pop("_comment", None)
+    table.setdefault("_batch", {}).pop("_comment", None)
     if override_path:
         try:
             extra = json.loads(open(override_path, encoding="utf-8").read())
@@ -63,11 +64,25 @@ def price_of(provider: str, model: str) -> dict[str, float] | None:
     return models.get("*")
 
 
-def cost_of(provider: str, model: str, usage: Any) -> float | None:
-    """USD for one call's usage, or ``None`` when the model has no price."""
+def batch_rate(provider: str) -> float | None:
+    """The share of its price a request through ``provider``'s batch API costs (None: no batch rate known)."""
+    rate = _table(env("RESEARCH_PRICES")).get("_batch", {}).get(provider)
+    return float(rate) if isinstance(rate, (int, float)) else None
+
+
+def cost_of(provider: str, model: str, usage: Any, *, batch: bool = False) -> float | None:
+    """USD for one call's usage, or ``None`` when the model has no price; ``batch`` prices a request
+    answered through the vendor's batch API (its own ``batch_*`` prices, else the provider's batch rate)."""
     price = price_of(provider, model)
     if price is None:
         return None
+    if batch:
+        rate = batch_rate(provider)
+        if "batch_input" in price or "batch_output" in price:
+            price = {"input": price.get("batch_input", 0.0), "output": price.get("batch_output", 0.0),
+                     "cached_input": price.get("batch_cached_input", price.get("batch_input", 0.0))}
+        elif rate is not None:
+            price = {name: value * rate for name, value in price.items()}
     cached = min(getattr(usage, "cached_tokens", 0) or 0, usage.input_tokens or 0)
     fresh = (usage.input_tokens or 0) - cached
     cost = (

@@ -31,7 +31,7 @@ FORMATS = ("md", "html", "json")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 FIELDS = ("question", "files", "urls", "urls_file", "search", "depth", "breadth", "models", "schedule",
           "timezone", "max_age", "formats", "out", "keep", "max_cost", "webhook", "allow_private_hosts",
-          "approve", "approve_timeout", "check_with")
+          "approve", "approve_timeout", "check_with", "batch", "batch_min")
 #: Stages a scheduled report can wait before for a person's approval.
 APPROVE_STAGES = ("analyze", "report")
 _EXAMPLE = ('[reports.nightly]\nquestion = "What changed in EU heat pump subsidies?"\n'
@@ -62,6 +62,9 @@ class ReportSpec:
     approve: list[str] = field(default_factory=list)
     approve_timeout: float | None = None
     check_with: str | None = None
+    #: Model calls through the vendors' batch APIs; ``report due`` carries a slot from handing over to report.
+    batch: bool = False
+    batch_min: int = 1
 
 
 @dataclass
@@ -200,6 +203,7 @@ class _Checker:
             allow_private_hosts=self.boolean(t, "allow_private_hosts"), approve=self.stages(t),
             approve_timeout=self.duration(t, "approve_timeout"),
             check_with=self.string(t, "check_with") if "check_with" in t else None,
+            batch=self.boolean(t, "batch"), batch_min=self.integer(t, "batch_min", 1, minimum=1),
         )
 
     # Field types. TOML already typed each value; these only refuse the wrong type, naming the field.

@@ -93,6 +93,8 @@ class Research:
         max_age: float | None = None,
         allow_private_hosts: bool = False,
         check_with: "str | dict[str, Any] | None" = None,
+        batch: bool = False,
+        batch_min: int = 1,
     ) -> None:
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
         self.models = [_model_name(m) for m in models] if models else ["local:extractive"]
@@ -105,9 +107,12 @@ class Research:
         self.max_age = max_age
         self.allow_private_hosts = allow_private_hosts
         self.check_with = _model_name(check_with) if check_with else None
+        #: Model calls through the vendors' batch APIs (half price, answered within the day).
+        self.batch = batch
+        self.batch_min = batch_min
 
     def _prepare(self, question: str, files: Sequence[str | Path], urls: Sequence[str], search: int,
-                 depth: int, breadth: int, run_id: str | None) -> tuple[Any, Any]:
+                 depth: int, breadth: int, run_id: str | None, wait: bool = True) -> tuple[Any, Any]:
         from pipelines.research import ResearchInputs, ResearchOptions
 
         inputs = ResearchInputs(question=question, files=[str(f) for f in files], urls=list(urls),
@@ -116,16 +121,23 @@ class Research:
         options = ResearchOptions(cache_dir=self.cache_dir, out_dir=self.out_dir, formats=list(self.formats),
                                   prompts_dir=self.prompts_dir, concurrency=self.concurrency, timeout=self.timeout,
                                   max_cost=self.max_cost, max_age=self.max_age, run_id=run_id,
-                                  allow_private_hosts=self.allow_private_hosts)
+                                  allow_private_hosts=self.allow_private_hosts, batch=self.batch,
+                                  batch_min=self.batch_min, no_wait=not wait)
         return inputs, options
 
     async def arun(self, question: str, *, files: Sequence[str | Path] = (), urls: Sequence[str] = (),
-                   search: int = 0, depth: int = 0, breadth: int = 2, run_id: str | None = None) -> ResearchReport:
+                   search: int = 0, depth: int = 0, breadth: int = 2, run_id: str | None = None,
+                   wait: bool = True) -> ResearchReport:
         """Run (or, with the id of an unfinished run, resume) research; see :meth:`run`."""
+        from agent.errors import BatchWaiting
         from pipelines.runner import execute
 
-        inputs, options = self._prepare(question, files, urls, search, depth, breadth, run_id)
-        result = await execute("research", inputs, options)
+        inputs, options = self._prepare(question, files, urls, search, depth, breadth, run_id, wait)
+        try:
+            result = await execute("research", inputs, options)
+        except BatchWaiting as exc:  # handed over; the same call with this run_id collects the answers
+            return ResearchReport(run_id=exc.run_id, status="waiting", question=inputs.question,
+                                  markdown=exc.one_line(), report_paths={}, sources=[], analyses=[], failed=[])
         return ResearchReport(
             run_id=result.run_id, status=result.status, question=result.question, markdown=result.markdown,
             report_paths=result.report_paths,
@@ -134,12 +146,18 @@ class Research:
         )
 
     def run(self, question: str, *, files: Sequence[str | Path] = (), urls: Sequence[str] = (),
-            search: int = 0, depth: int = 0, breadth: int = 2, run_id: str | None = None) -> ResearchReport:
-        """Run research on ``question`` and return the report; completed steps replay for free."""
+            search: int = 0, depth: int = 0, breadth: int = 2, run_id: str | None = None,
+            wait: bool = True) -> ResearchReport:
+        """Run research on ``question`` and return the report; completed steps replay for free.
+
+        A batched ``Research(batch=True)`` waits for the vendors' batches; with ``wait=False`` it returns
+        once they are handed over, ``status == "waiting"``, and the same call with ``run_id=`` that
+        report's id collects them (answers that are not ready leave it waiting)."""
         import asyncio  # imported by the runs, not by ``import agent``
         import concurrent.futures
 
-        coro = self.arun(question, files=files, urls=urls, search=search, depth=depth, breadth=breadth, run_id=run_id)
+        coro = self.arun(question, files=files, urls=urls, search=search, depth=depth, breadth=breadth, run_id=run_id,
+                         wait=wait)
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -107,6 +107,8 @@ class Workspace:
             "totals": totals(steps if steps is not None else self.journal.iter_steps(run_id)),
             "waiting": run.get("waiting"),
             "effects": [{k: v for k, v in e.items()} for e in self.journal.effects(run_id)],
+            "batches": [{k: b[k] for k in ("id", "stage", "provider", "count", "status", "vendor_id", "detail")}
+                        for b in self.journal.batches(run_id)],
         }
 
     def close(self) -> None:

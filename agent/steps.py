@@ -115,6 +115,8 @@ class Runtime:
         self.pins = dict(pins or {})
         self.gate = gate
         self.listeners: list[Listener] = []
+        #: Where model calls go when the run sends them through the vendors' batch APIs (agent.batches).
+        self.batcher: Any = None
         self.spent_usd = 0.0
         self._inflight: dict[str, asyncio.Future] = {}
         self._sync_inflight: dict[str, threading.Lock] = {}
@@ -224,7 +226,8 @@ class Runtime:
             result = self._paid(spec, paid, started)
         except BaseException as exc:
             # A call the gate held back (budget, a stopped run) never started: it did not fail.
-            if gated and not isinstance(exc, asyncio.CancelledError):
+            # A step left waiting (its request is in a vendor's batch) neither failed nor was paid for.
+            if gated and not isinstance(exc, asyncio.CancelledError) and not getattr(exc, "deferred", False):
                 self._failed(spec, exc, started)
             future.set_exception(exc)
             future.exception()  # joined callers re-raise it; nobody else needs to retrieve it

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, ClassVar, Protocol
 
 from agent.answers import tidy
 from agent.config import Limits
-from agent.errors import BudgetExceeded, ResearchError, UsageError
+from agent.errors import BudgetExceeded, ResearchError, RunWaiting, UsageError
 from agent.keys import step_key
 from agent.llm import CompletionRequest, complete
 from agent.providers import get_provider
@@ -77,11 +77,20 @@ class RunOptions:
     retry_failed: bool = False
     ignore_robots: bool = False
     no_check_claims: bool = False
+    #: Send model calls through the vendors' batch APIs (half price, answered within the day).
+    batch: bool = False
+    #: A stage with fewer model calls than this asks them one by one even in a batched run.
+    batch_min: int = 1
+    #: Stop, durably waiting, as soon as the batches are handed over (this invocation only, never journaled).
+    no_wait: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("run_id")
         data.pop("cache_dir")
+        data.pop("no_wait")
+        if not data["batch"]:  # runs made before batches existed keep their config as it was
+            del data["batch"], data["batch_min"]
         return data
 
     @classmethod
@@ -134,6 +143,13 @@ class Stages:
         self.notes: list[str] = []
         runtime.listeners.append(self._warm_on_read)
         self._contexts: dict[int, asyncio.Future] = {}
+        #: Where lines for the person running this go (batch progress); the CLI prints them on stderr.
+        self.say: Callable[[str], None] = lambda line: None
+        if options.batch and runtime.journal is not None:
+            from agent.batches import Batcher
+
+            runtime.batcher = Batcher(runtime, wait=not options.no_wait, min_size=options.batch_min,
+                                      say=lambda line: self.say(line), notes=self.notes)
 
     # -- failures and concurrency --------------------------------------------------------------
     def fail(self, stage: str, what: str, exc: BaseException) -> None:
@@ -152,11 +168,16 @@ class Stages:
         """Run ``job`` over ``items`` concurrently; failures are recorded and come back as ``None``."""
         self.progress.stage(stage, len(items))
 
+        waits: list[BaseException] = []
+
         async def one(item: Any) -> Any:
             if self.fatal is not None:
                 return None
             try:
                 result = await job(item)
+            except RunWaiting as exc:  # handed over to a batch: the others go on until theirs are too
+                waits.append(exc)
+                return None
             except UsageError:
                 raise
             except (ResearchError, OSError) as exc:
@@ -176,6 +197,9 @@ class Stages:
             raise
         if self.fatal is not None:
             raise self.fatal
+        if waits:
+            batcher = self.runtime.batcher
+            raise batcher.waiting() if batcher is not None else waits[0]
         return list(results)
 
     # -- models --------------------------------------------------------------------------------
@@ -240,6 +264,9 @@ class Stages:
             limit = min(limit, provider.max_output_tokens)
         request = CompletionRequest(prompt=rendered.user, system=rendered.system, max_tokens=limit,
                                     context=context, offline=rendered.offline, schema=schema)
+        from agent.batches import STAGES, stage_var
+
+        stage_var.set(STAGES.get(template, template))  # this task's calls: one batch per provider and stage
         completion, _ = await complete(self.runtime, provider, request, name=name)
         if completion.finish_reason == "length" and limit < min(MAX_RETRY_TOKENS, provider.max_output_tokens or MAX_RETRY_TOKENS):
             # Cut at its limit: asked once more with twice the room (its own step, so it replays too).

@@ -62,11 +62,19 @@ def _uses_local(models: list[str]) -> bool:
     return bool(models) and models[0].startswith("local:")
 
 
+def _usd(value: float | None) -> str:
+    return "an unknown amount" if value is None else f"${value:.4f}"
+
+
 def markdown(result: "ResearchResult") -> str:
     lines = [f"# {_safe(result.question)}", ""]
     lines.append(f"Run `{result.run_id}` · {result.started_at} · models: {', '.join(f'`{m}`' for m in result.models)}"
                  f" · {len(result.sources)} source{'s' if len(result.sources) != 1 else ''}")
     lines.append("")
+    totals = getattr(result, "totals", None) or {}
+    if totals.get("batched"):
+        lines += [f"Model calls through the vendors' batch APIs: {totals['batched']} · spent "
+                  f"{_usd(totals.get('cost_usd'))}, against {_usd(totals.get('sync_cost_usd'))} at synchronous prices", ""]
     if _uses_local(result.models):
         lines += [f"> {OFFLINE_NOTE}", ""]
     if getattr(result, "changes", ""):

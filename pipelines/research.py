@@ -423,9 +423,16 @@ class ResearchWorkflow(Stages):
             aimed = self.remembered("aimed-at-models-1", digest, lambda: citations.aimed_at_models(text))
             return _Read(doc, digest, self.spill().put(text), bool(aimed))
 
+        batcher = self.runtime.batcher
         try:
-            docs = await self.each(f"scrape{stage}", refs, read,
-                                   lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
+            if batcher is not None:
+                batcher.hold("summaries")  # one batch of summaries, handed over once every source is read
+            try:
+                docs = await self.each(f"scrape{stage}", refs, read,
+                                       lambda ref: f"fetch {ref}" if url_sources.is_web_url(ref) else f"read {ref}")
+            finally:
+                if batcher is not None:
+                    batcher.release("summaries")
             new = self._ingest(refs, docs, sources)
             summaries = await self.each(f"summarize{stage}", new, lambda s: pending[s.digest],
                                         lambda s: f"summarize [{s.id}] {s.uri}")
@@ -559,6 +566,9 @@ class ResearchWorkflow(Stages):
         todo = [i for i, v in enumerate(verdicts) if v.verdict == "unchecked" and v.passages]
 
         async def judge(i: int) -> dict[str, Any]:
+            from agent.batches import stage_var
+
+            stage_var.set("claim check")
             v = verdicts[i]
             system, user, schema = claimcheck.second_pass_prompt(v.claim, v.passages)
             request = CompletionRequest(prompt=user, system=system, max_tokens=300, schema=schema,

@@ -139,7 +139,8 @@ def lost_results(workspace: Workspace, run_id: str, pins: dict[str, str]) -> tup
 
 async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *, progress: Progress | None = None,
                   report: str | None = None, slot: float | None = None,
-                  warn: Callable[[str], None] | None = None, wait: bool = False) -> Any:
+                  warn: Callable[[str], None] | None = None, wait: bool = False,
+                  say: Callable[[str], None] | None = None) -> Any:
     """Run (or resume) one run of ``pipeline`` and write its report; see the module docstring."""
     if isinstance(pipeline, str):
         pipeline = get_pipeline(pipeline)
@@ -215,9 +216,15 @@ async def execute(pipeline: Pipeline | str, inputs: Any, options: RunOptions, *,
             reset_runtime(token)
             raise
         workflow_ref.append(workflow)
+        if say is not None:
+            workflow.say = say
         try:
             result = await workflow.run()
             workspace.journal.flush()
+            if options.batch:  # what did not go as asked, from the journal: a resumed run says it alike
+                from agent.batches import batch_notes
+
+                result.notes = list(dict.fromkeys(result.notes + batch_notes(workspace.journal, run_id)))
             result.totals = totals(workspace.journal.iter_steps(run_id))
             result.totals["this_attempt"] = workspace.journal.attempt_counts(run_id, runtime.attempt)
             # A source that failed without a step (remembered from an earlier run) is a failure all the same.

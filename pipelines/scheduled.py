@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import schedule
-from agent.errors import ResearchError, RunStopped, RunWaiting
+from agent.errors import BatchWaiting, ResearchError, RunStopped, RunWaiting
 from agent.journal import RunBusy, totals
 from agent.reportfile import ReportSpec
 from pipelines.base import Pipeline, Progress, RunOptions
@@ -195,19 +195,21 @@ def slot_options(spec: ReportSpec, slot: _dt.datetime, *, cache_dir: str | None,
                       max_cost=spec.max_cost, max_age=spec.max_age if spec.max_age is not None else 0.0,
                       run_id=run_id, stem=schedule.slot_stem(spec.schedule, spec.timezone, slot),
                       latest=True, keep=spec.keep, allow_private_hosts=spec.allow_private_hosts,
-                      approve=list(spec.approve), approve_timeout=spec.approve_timeout)
+                      approve=list(spec.approve), approve_timeout=spec.approve_timeout,
+                      batch=spec.batch, batch_min=spec.batch_min)
 
 
 async def run_slot(spec: ReportSpec, slot: _dt.datetime, *, cache_dir: str | None = None,
-                   progress: Progress | None = None) -> SlotRun:
+                   progress: Progress | None = None, wait: bool = True) -> SlotRun:
     """Run (resume, or replay) ``spec``'s run for ``slot``, then tell its webhook once.
 
     Never raises for the run's own failures: they are the returned :class:`SlotRun`'s status, so a
     scheduler goes on to its next report. A slot another live process holds comes back ``busy``.
     """
     run_id = slot_run_id(spec, slot, cache_dir=cache_dir)
-    return await _slot(spec.name, slot, run_id, slot_inputs(spec, slot),
-                       slot_options(spec, slot, cache_dir=cache_dir, run_id=run_id),
+    options = slot_options(spec, slot, cache_dir=cache_dir, run_id=run_id)
+    options.no_wait = spec.batch and not wait  # a batched slot handed over: a later 'report due' collects it
+    return await _slot(spec.name, slot, run_id, slot_inputs(spec, slot), options,
                        webhook=spec.webhook, cache_dir=cache_dir, progress=progress)
 
 
@@ -268,7 +270,7 @@ def payload(outcome: SlotRun) -> dict[str, Any]:
         "changes": [line[2:] for line in (result.changes.splitlines() if result else []) if line.startswith("- ")][:20],
         "error": outcome.error.one_line() if outcome.error is not None and outcome.status != "waiting" else None,
         "waiting_for": outcome.error.stage if outcome.status == "waiting" else None,
-        "continue": f"research approve {outcome.run_id}" if outcome.status == "waiting" else None,
+        "continue": outcome.error.continue_with if outcome.status == "waiting" else None,
     }
 
 
@@ -280,6 +282,8 @@ def notify(webhook: str | None, outcome: SlotRun, *, cache_dir: str | None = Non
     """
     if not webhook:
         return None
+    if outcome.status == "waiting" and isinstance(outcome.error, BatchWaiting):
+        return None  # waiting on a vendor is no news for people: its completion will be
     from agent.runs import Workspace
     from agent.webhook import deliver, redact_url
 

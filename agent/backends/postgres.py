@@ -122,14 +122,41 @@ _SCHEMA_1 = (
     "CREATE INDEX results_kind ON results (kind)",
 )
 
+#: Batches handed to vendors' batch APIs (see ``agent.journal._SCHEMA_3``).
+_SCHEMA_2 = (
+    """CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        keys TEXT NOT NULL,
+        status TEXT NOT NULL,
+        vendor_id TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        submitted_at DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL,
+        detail TEXT
+    )""",
+    "CREATE INDEX batches_run ON batches (run_id)",
+    "CREATE INDEX batches_vendor ON batches (endpoint, vendor_id)",
+    """CREATE TABLE batch_keys (
+        key TEXT NOT NULL,
+        batch TEXT NOT NULL,
+        PRIMARY KEY (key, batch)
+    )""",
+)
+
 #: Migration ``n`` (1-based) takes the database from schema ``n - 1`` to ``n``; ``research_schema``
 #: holds the version it is at.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_1, _SCHEMA_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: Advisory lock classes (the first of the two-int form) for what transactions decide about; the
 #: single-bigint form's key space, where the migration lock lives, does not overlap them.
-_LOCKS = {"run": 0x52450001, "claim": 0x52450002, "effect": 0x52450003, "result": 0x52450004}
+_LOCKS = {"run": 0x52450001, "claim": 0x52450002, "effect": 0x52450003, "result": 0x52450004,
+          "batch": 0x52450005}
 _MIGRATION_LOCK = "SELECT pg_advisory_lock(hashtextextended('durable-research schema', 0))"
 _MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('durable-research schema', 0))"
 

@@ -42,6 +42,15 @@ def _when(seconds: float | None) -> str | None:
 class AnthropicBatchAPI(BatchBook, AnthropicAPI):
     """``AnthropicAPI`` plus Message Batches."""
 
+    def batch_kind(self, request: Request) -> str | None:
+        match = _ROUTE.match(urlsplit(request.path).path)
+        if not match:
+            return None
+        ident, action = match.groups()
+        if not ident:
+            return "create" if request.method == "POST" else "list"
+        return {None: "poll", "cancel": "cancel", "results": "results"}[action]
+
     def batch_reply(self, request: Request) -> Reply | None:
         match = _ROUTE.match(urlsplit(request.path).path)
         if not match:

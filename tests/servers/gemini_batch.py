@@ -53,6 +53,18 @@ def _when(seconds: float | None) -> str | None:
 class GeminiBatchAPI(BatchBook, GeminiAPI):
     """``GeminiAPI`` plus Batch Mode with inlined requests and inlined responses."""
 
+    def batch_kind(self, request: Request) -> str | None:
+        path = urlsplit(request.path).path
+        if _CREATE.match(path) and request.method == "POST":
+            return "create"
+        match = _BATCHES.match(path)
+        if not match:
+            return None
+        _, ident, action = match.groups()
+        if not ident:
+            return "list"
+        return "cancel" if action == "cancel" else "poll"
+
     def batch_reply(self, request: Request) -> Reply | None:
         path = urlsplit(request.path).path
         created = _CREATE.match(path)

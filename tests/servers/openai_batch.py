@@ -132,6 +132,9 @@ class BatchBook:
         self._batch_scripts: dict[str, deque[Reply | None]] = {kind: deque() for kind in KINDS}
         self._book_lock = threading.RLock()
         self._ids = itertools.count(1)
+        self._gates: dict[str, threading.Event] = {}
+        #: Batch API requests of each kind received, counted before any gate holds them.
+        self.received: dict[str, int] = {kind: 0 for kind in KINDS}
 
     # -- scripting ---------------------------------------------------------------------------
     def plan(self, plan: Plan | None = None, **fields: Any) -> "BatchBook":
@@ -148,6 +151,12 @@ class BatchBook:
             self._batch_scripts[on].extend(replies)
         return self
 
+    def gate(self, kind: str) -> threading.Event:
+        """Hold every batch API request of ``kind`` until the returned event is set (then it is answered as
+        usual): a client killed meanwhile never hears the answer, though the vendor acted on it."""
+        gate = self._gates[kind] = threading.Event()
+        return gate
+
     def submitted(self) -> list[Any]:
         """Every line ever submitted, by name, across all batches (a repeat means a double submission)."""
         with self._book_lock:
@@ -155,9 +164,19 @@ class BatchBook:
 
     # -- the handler -------------------------------------------------------------------------
     def __call__(self, request: Request) -> Reply:
+        kind = self.batch_kind(request)
+        if kind is not None:
+            self.received[kind] += 1
+            gate = self._gates.get(kind)
+            if gate is not None:
+                gate.wait(60)
         with self._book_lock:
             reply = self.batch_reply(request)
         return reply if reply is not None else super().__call__(request)  # type: ignore[misc]
+
+    def batch_kind(self, request: Request) -> str | None:
+        """Which kind of batch API request ``request`` is (``None``: not one), for gates."""
+        return None
 
     def batch_reply(self, request: Request) -> Reply | None:
         """The answer to a batch API request, or ``None`` if ``request`` is not one."""
@@ -254,6 +273,17 @@ class OpenAIBatchAPI(BatchBook, OpenAIAPI):
         super().__init__(**kwargs)
         #: Every file, by id: its file object and its bytes (uploads, and each batch's output and errors).
         self.files: dict[str, tuple[dict, bytes]] = {}
+
+    def batch_kind(self, request: Request) -> str | None:
+        match = _ROUTE.match(urlsplit(request.path).path)
+        if not match:
+            return None
+        kind, ident, action = match.groups()
+        if kind == "files":
+            return "upload" if request.method == "POST" else "download"
+        if not ident:
+            return "create" if request.method == "POST" else "list"
+        return "cancel" if action == "cancel" else "poll"
 
     def batch_reply(self, request: Request) -> Reply | None:
         match = _ROUTE.match(urlsplit(request.path).path)
