@@ -394,6 +394,16 @@ def journal_scenario(location) -> dict:
         out["dead_taken"] = ws.journal.claim("k2", me) is None
         out["elsewhere"] = ws.journal.claim("k3", dead) is None and ws.journal.claim("k3", me) == dead
 
+        j = ws.journal  # batches: an intent, then the vendor's id; found by key until collected
+        j.batch_intent("b1", run_id="r1", stage="summaries", provider="openai:m", endpoint="http://e", keys=["ka", "kb"])
+        out["batch_open_intent"] = j.open_batch_of("kb")["status"]
+        j.batch_update("b1", "submitted", vendor_id="vend-1", detail={"done": 1})
+        b1 = j.batch("b1")
+        out["batch_submitted"] = (b1["status"], b1["vendor_id"], b1["keys"], b1["count"], b1["detail"],
+                                  b1["submitted_at"] is not None)
+        out["batch_adopted"] = sorted(j.adopted("http://e"))
+        j.batch_update("b1", "collected")
+        out["batch_after"] = (j.open_batch_of("ka"), [b["status"] for b in j.batches("r1")])
         out["runs"] = [(r["run_id"], r["status"]) for r in ws.journal.list_runs()]
         with pytest.raises(UsageError) as unknown:
             ws.journal.get_run("nope")
@@ -411,6 +421,8 @@ def test_the_postgresql_journal_decides_as_the_local_one(pg_url, tmp_path):
     assert local["second_attempt"] == 2 and local["r2_totals"]["replayed"] == 2
     assert local["report_runs"] == ["rep@3", "rep@2", "rep@1", "rep@none"]
     assert [s["paid_times"] for s in shared["r1_steps"]] == [1, 1]
+    assert local["batch_submitted"][:3] == ("submitted", "vend-1", ["ka", "kb"])
+    assert local["batch_after"] == (None, ["collected"])
 
 
 def test_results_replay_pin_and_go_stale_as_in_the_local_store(pg_url, monkeypatch):
@@ -512,8 +524,10 @@ def test_two_processes_meeting_an_empty_database_create_it_once(pg_url, tmp_path
                               text=True, env=subprocess_env(), cwd=tmp_path) for _ in range(4)]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outs
-    assert {out.strip() for out, _ in outs} == {"1"}
-    assert pg(pg_url, "SELECT version FROM research_schema") == [(1,)]
+    from agent.backends.postgres import SCHEMA_VERSION
+
+    assert {out.strip() for out, _ in outs} == {str(SCHEMA_VERSION)}
+    assert pg(pg_url, "SELECT version FROM research_schema") == [(SCHEMA_VERSION,)]
 
 
 def test_a_store_made_by_a_newer_release_is_refused_in_one_line(pg_url):

@@ -133,6 +133,7 @@ class BatchBook:
         self._book_lock = threading.RLock()
         self._ids = itertools.count(1)
         self._gates: dict[str, threading.Event] = {}
+        self._dropping: set[str] = set()
         #: Batch API requests of each kind received, counted before any gate holds them.
         self.received: dict[str, int] = {kind: 0 for kind in KINDS}
 
@@ -153,9 +154,16 @@ class BatchBook:
 
     def gate(self, kind: str) -> threading.Event:
         """Hold every batch API request of ``kind`` until the returned event is set (then it is answered as
-        usual): a client killed meanwhile never hears the answer, though the vendor acted on it."""
+        usual): a client killed meanwhile never hears the answer, though the vendor acted on it. With
+        ``ungate(kind, act=False)`` the held requests are dropped instead, never acted on."""
         gate = self._gates[kind] = threading.Event()
         return gate
+
+    def ungate(self, kind: str, *, act: bool = True) -> None:
+        gate = self._gates.pop(kind, None)
+        if gate is not None:
+            self._dropping = self._dropping | ({kind} if not act else set())
+            gate.set()
 
     def submitted(self) -> list[Any]:
         """Every line ever submitted, by name, across all batches (a repeat means a double submission)."""
@@ -170,6 +178,8 @@ class BatchBook:
             gate = self._gates.get(kind)
             if gate is not None:
                 gate.wait(60)
+                if kind in self._dropping:  # released without acting: as if it never arrived
+                    return Reply(drop=True)
         with self._book_lock:
             reply = self.batch_reply(request)
         return reply if reply is not None else super().__call__(request)  # type: ignore[misc]

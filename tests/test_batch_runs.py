@@ -1,0 +1,258 @@
+"""Batched research runs end to end: the real SDKs against the loopback batch APIs, through the CLI.
+
+A run with ``--batch`` sends its paid model calls as one batch per provider and stage, waits (or, with
+``--no-wait``, stops durably ``waiting``), and writes the report a run of single calls writes, at the
+batch price. The fakes answer a batch line exactly as they answer the same request sent alone, so
+reports can be compared with a synchronous run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import subprocess_env
+from tests.helpers import CORPUS, QUESTION, cli
+from tests.servers import serve
+from tests.servers.anthropic_batch import AnthropicBatchAPI
+from tests.servers.gemini_batch import GeminiBatchAPI
+from tests.servers.openai_batch import OpenAIBatchAPI, Plan
+
+pytestmark = pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
+
+KEYS = {"openai": "openai-key-b1", "anthropic": "anthropic-key-b2", "gemini": "gemini-key-b3"}
+MODELS = ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5", "gemini:gemini-2.5-flash"]
+SOURCES = 5  # files in the corpus
+#: Model requests of one run: a summary per source and the synthesis (first model), an analysis per model.
+REQUESTS = SOURCES + len(MODELS) + 1
+
+
+class Vendors:
+    def __init__(self, fakes: dict, servers: dict, env: dict[str, str]) -> None:
+        self.fakes, self.servers, self.env = fakes, servers, env
+
+    def sync_answered(self) -> int:
+        return sum(len(f.answered) for f in self.fakes.values())
+
+    def lines(self) -> Counter:
+        """Every batch line submitted, by vendor and name: a count above 1 is a request sent twice."""
+        return Counter((name, key) for name, fake in self.fakes.items() for key in fake.submitted())
+
+    def batches(self) -> int:
+        return sum(len(f.jobs) for f in self.fakes.values())
+
+    def paid_lines(self) -> Counter:
+        return Counter(json.dumps(r.json(), sort_keys=True) for f in self.fakes.values() for r in f.batch_answered)
+
+    def end_all(self) -> None:
+        """Every batch submitted so far ends at its next poll."""
+        for fake in self.fakes.values():
+            for job in fake.jobs.values():
+                job.plan.polls = 0
+
+
+@pytest.fixture
+def vendors(monkeypatch):
+    fakes = {"openai": OpenAIBatchAPI(key=KEYS["openai"], default_plan=Plan(polls=2)),
+             "anthropic": AnthropicBatchAPI(key=KEYS["anthropic"], default_plan=Plan(polls=2)),
+             "gemini": GeminiBatchAPI(key=KEYS["gemini"], default_plan=Plan(polls=2))}
+    with contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(serve(fake)) for name, fake in fakes.items()}
+        settings = {
+            "OPENAI_API_KEY": KEYS["openai"], "OPENAI_BASE_URL": f"{servers['openai'].url}/v1",
+            "ANTHROPIC_API_KEY": KEYS["anthropic"], "ANTHROPIC_BASE_URL": servers["anthropic"].url,
+            "GEMINI_API_KEY": KEYS["gemini"], "GOOGLE_GEMINI_BASE_URL": servers["gemini"].url,
+            "RESEARCH_BATCH_POLL": "0.02", "RESEARCH_BATCH_POLL_CAP": "0.1", "RESEARCH_BATCH_LINGER": "0.1",
+        }
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        yield Vendors(fakes, servers, subprocess_env(**settings))
+
+
+def run_args(cache: Path, out: Path, run_id: str, *extra: str, models: list[str] = MODELS) -> list[str]:
+    args = ["run", QUESTION, "--file", str(CORPUS), "--run-id", run_id, "--cache-dir", str(cache),
+            "--out", str(out), *extra]
+    for model in models:
+        args += ["--model", model]
+    return args
+
+
+def body(report: Path) -> str:
+    """A report past its header lines (run id, date, the batch price line), where batched and single runs
+    must agree."""
+    text = report.read_text()
+    return re.sub(r"\A#[^\n]*\n\nRun `[^`]*`[^\n]*\n\n(Model calls through the vendors' batch APIs[^\n]*\n\n)?", "", text)
+
+
+def totals(cache: Path, run_id: str) -> dict:
+    shown = cli("show", run_id, "--cache-dir", str(cache), "--json")
+    assert shown.exit_code == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+def test_a_batched_run_writes_the_report_of_single_calls_at_half_the_price(tmp_path, vendors):
+    batched = cli(*run_args(tmp_path / "cache", tmp_path / "out", "nightly", "--batch"))
+    assert batched.exit_code == 0, batched.stderr
+    assert vendors.sync_answered() == 0, "a batched run sent requests one by one"
+    lines = vendors.lines()
+    assert sum(lines.values()) == REQUESTS and max(lines.values()) == 1
+    # one batch per provider and stage: openai's summaries, analysis and synthesis; one analysis each other
+    assert vendors.batches() == 5
+    assert "summaries: batch 5/5 done at openai:gpt-4o-mini" in batched.stderr
+
+    single = cli(*run_args(tmp_path / "cache-single", tmp_path / "out-single", "nightly"))
+    assert single.exit_code == 0, single.stderr
+    assert vendors.sync_answered() == REQUESTS
+    assert body(tmp_path / "out" / "nightly.md") == body(tmp_path / "out-single" / "nightly.md")
+
+    spent = totals(tmp_path / "cache", "nightly")["totals"]
+    full = totals(tmp_path / "cache-single", "nightly")["totals"]
+    assert spent["batched"] == REQUESTS and "batched" not in full
+    assert spent["cost_usd"] == pytest.approx(full["cost_usd"] / 2, rel=1e-3)
+    assert spent["sync_cost_usd"] == pytest.approx(full["cost_usd"], rel=1e-3)
+    report = (tmp_path / "out" / "nightly.md").read_text()
+    assert f"Model calls through the vendors' batch APIs: {REQUESTS} · spent ${spent['cost_usd']:.4f}" in report
+    listed = cli("runs", "--cache-dir", str(tmp_path / "cache"))
+    assert f"(sync ${full['cost_usd']:.4f})" in listed.stdout
+
+    # The same cache afterwards, asked one by one: every answer replays, nothing is sent.
+    before = vendors.sync_answered()
+    again = cli(*run_args(tmp_path / "cache", tmp_path / "out2", "later"))
+    assert again.exit_code == 0, again.stderr
+    assert vendors.sync_answered() == before and vendors.batches() == 5
+    assert totals(tmp_path / "cache", "later")["totals"]["paid"] == 0
+
+
+def test_answers_paid_one_by_one_replay_in_a_batched_run(tmp_path, vendors):
+    first = cli(*run_args(tmp_path / "cache", tmp_path / "out", "single"))
+    assert first.exit_code == 0, first.stderr
+    batched = cli(*run_args(tmp_path / "cache", tmp_path / "out", "batched", "--batch"))
+    assert batched.exit_code == 0, batched.stderr
+    assert vendors.batches() == 0
+    assert totals(tmp_path / "cache", "batched")["totals"]["paid"] == 0
+
+
+def test_no_wait_stops_waiting_and_resume_collects_without_submitting_again(tmp_path, vendors):
+    for fake in vendors.fakes.values():
+        fake.default_plan = Plan(polls=10_000)  # nothing ends until the test says so
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    handed = cli(*run_args(cache, out, "late", "--batch", "--no-wait"))
+    assert handed.exit_code == 0, handed.stderr
+    assert "run late waits for its batches (summaries: batch 0/5 done at openai:gpt-4o-mini)" in handed.stdout
+    assert "research resume late" in handed.stdout
+    assert vendors.batches() == 1 and not (out / "late.md").exists()
+    listed = cli("runs", "--cache-dir", str(cache))
+    assert "late  waiting" in listed.stdout
+    shown = cli("show", "late", "--cache-dir", str(cache))
+    assert "summaries, 5 request(s) at openai:gpt-4o-mini: submitted" in shown.stdout
+    assert "waiting for 1 batch(es) at the vendors; collect with: research resume late" in shown.stdout
+
+    early = cli("resume", "late", "--cache-dir", str(cache), "--no-wait", "--json")
+    assert early.exit_code == 0, early.stderr
+    assert json.loads(early.stdout)["status"] == "waiting"
+    assert vendors.batches() == 1 and sum(vendors.lines().values()) == SOURCES  # nothing sent again
+
+    rounds = 0
+    while not (out / "late.md").exists():
+        rounds += 1
+        assert rounds <= 4, "the run never finished"
+        vendors.end_all()
+        step = cli("resume", "late", "--cache-dir", str(cache), "--no-wait")
+        assert step.exit_code == 0, step.stderr
+    assert rounds == 3  # the summaries, then the three analyses, then the synthesis
+    lines = vendors.lines()
+    assert sum(lines.values()) == REQUESTS and max(lines.values()) == 1
+    assert vendors.sync_answered() == 0
+
+    reference = cli(*run_args(tmp_path / "cache-ref", tmp_path / "out-ref", "late", "--batch"))
+    vendors.end_all()
+    assert reference.exit_code == 0, reference.stderr
+    assert body(out / "late.md") == body(tmp_path / "out-ref" / "late.md")
+
+
+def test_requests_an_expired_batch_never_ran_go_again_in_a_new_batch(tmp_path, vendors):
+    openai = vendors.fakes["openai"]
+    openai.plan(expire=True, answered=2)  # the summaries batch: two of its five answered in time
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "rough", "--batch",
+                           models=["openai:gpt-4o-mini"]))
+    assert result.exit_code == 0, result.stderr
+    jobs = list(openai.jobs.values())
+    assert [len(j.lines) for j in jobs[:2]] == [5, 3]  # only the three unanswered went again
+    assert set(jobs[1].keys()) == set(jobs[0].keys()[2:])
+    assert vendors.sync_answered() == 0
+    assert max(vendors.paid_lines().values()) == 1, "an answered request was paid for twice"
+    report = (tmp_path / "out" / "rough.md").read_text()
+    assert "The summaries batch at openai:gpt-4o-mini ended before all its requests ran (3 expired); those were " \
+           "sent again." in report
+
+
+def test_failed_batch_lines_retryable_go_one_by_one_others_fail_their_step(tmp_path, vendors):
+    openai = vendors.fakes["openai"]
+
+    def five_hundred(model, request):
+        return openai.error(500, "the line could not be served")
+
+    # The summaries' custom ids are known once submitted: the first batch's first two lines fail.
+    original = openai.new_job
+
+    def scripted_job(prefix, lines, **info):
+        job = original(prefix, lines, **info)
+        if len(openai.jobs) == 1:
+            job.plan = Plan(polls=1, lines={lines[0].key: five_hundred}, failed=[lines[1].key])
+        return job
+
+    openai.new_job = scripted_job
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "lines", "--batch", models=["openai:gpt-4o-mini"]))
+    assert result.exit_code == 3, result.stderr  # a report, with one failed source
+    assert len(openai.answered) == 1, "the line that failed with a 500 is asked again on its own"
+    shown = totals(tmp_path / "cache", "lines")
+    assert shown["totals"]["failed"] == 1
+    report = (tmp_path / "out" / "lines.md").read_text()
+    assert "2 requests of the summaries batch at openai:gpt-4o-mini failed in the batch" in report
+
+
+def test_a_provider_without_a_batch_api_is_said_once_and_runs_as_usual(tmp_path, vendors):
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "mixed", "--batch",
+                           models=["openai:gpt-4o-mini", "local:extractive"]))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("no batch API at local:extractive") == 1
+    report = (tmp_path / "out" / "mixed.md").read_text()
+    assert "No batch API at local:extractive: its requests were asked one by one at the usual price." in report
+    assert vendors.sync_answered() == 0 and vendors.batches() == 3
+
+
+def test_batch_min_leaves_small_stages_to_single_calls(tmp_path, vendors):
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "small", "--batch", "--batch-min", "2"))
+    assert result.exit_code == 0, result.stderr
+    assert vendors.batches() == 1  # the five summaries; each stage of one request went alone
+    assert vendors.sync_answered() == len(MODELS) + 1
+
+
+def test_a_poll_that_is_rate_limited_is_polled_again(tmp_path, vendors):
+    openai = vendors.fakes["openai"]
+    openai.script_batch(openai.error(429, "slow down", headers={"retry-after": "0"}), on="poll")
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "limited", "--batch", models=["openai:gpt-4o-mini"]))
+    assert result.exit_code == 0, result.stderr
+    assert vendors.batches() == 3 and max(vendors.lines().values()) == 1
+
+
+def test_no_wait_needs_batch(tmp_path):
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "x", "--no-wait", models=["local:extractive"]))
+    assert result.exit_code == 2
+    assert "--no-wait is for batched runs" in result.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def journal_batches(cache: Path) -> list[dict]:
+    conn = sqlite3.connect(cache / "journal.sqlite3")
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM batches ORDER BY created_at")]
+    finally:
+        conn.close()
