@@ -8,18 +8,27 @@ The SDK's retries are off; :mod:`agent.providers.policy` owns them. SDK errors a
 A request with a ``schema`` gets Anthropic's way to a JSON answer: one tool whose ``input_schema`` is
 the schema, forced with ``tool_choice={"type": "tool", ...}``; the tool call's input, as JSON, is the
 answer's text. A model that answers in prose anyway has its prose kept, and a note says so.
+
+Anthropic's Message Batches API (the ``batch_*`` methods) takes the same ``params`` a single call
+sends, one request per ``custom_id``. A batch keeps no tag, so a resumed run finds its batch by when it
+was made and how many requests it holds; results are read back by ``custom_id``, and a result for a
+request the run never sent means the batch found was someone else's.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from agent.config import env
 from agent.errors import ProviderError
 from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
+    BatchAnswer,
+    BatchItem,
+    BatchState,
     SDKProvider,
     body_message,
     empty_answer,
@@ -34,12 +43,20 @@ if TYPE_CHECKING:
     import anthropic
 
 ANTHROPIC_URL = "https://api.anthropic.com"
+#: A batch made by an earlier attempt may carry a creation time a little before the caller's clock said.
+_CLOCK_SKEW_S = 5.0
+#: The HTTP status each error type of an errored batch result stands for.
+_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+                 "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+                 "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+_UNRUN = {"expired": "expired", "canceled": "cancelled"}
 
 
 class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
     name = "anthropic"
     key_variables = ("ANTHROPIC_API_KEY",)
     context_window = 200_000
+    batch_api = True
 
     @cached_property
     def endpoint(self) -> str:
@@ -81,23 +98,111 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
             message = await client.messages.create(**self._params(request))
         except anthropic.AnthropicError as exc:
             raise _map_error(self, exc) from exc
+        return self._completion(message, schema_name(request.schema) if request.schema is not None else None)
+
+    def _completion(self, message: "anthropic.types.Message", tool: str | None) -> Completion:
+        """A message as the project's answer (a single call's or a batch result's).
+
+        ``tool`` names the tool a schema request forced; ``""`` for a request whose schema is not known
+        here (a batch result), whose tool is then the first one called: no other tool is ever offered.
+        """
         text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
         reason = normalize_finish_reason(message.stop_reason)
         notes: list[str] = []
-        if request.schema is not None:
-            name = schema_name(request.schema)
-            calls = [block for block in message.content
-                     if getattr(block, "type", "") == "tool_use" and getattr(block, "name", "") == name]
-            if calls:
-                text = json.dumps(calls[0].input, ensure_ascii=False)
-                if reason == "tool_use":  # the forced tool call is how this answer ends
-                    reason = "stop"
-            elif text.strip():
-                notes.append(f"{self.model_id} answered in prose, not through the {name} tool the schema asked for")
+        calls = [block for block in message.content if getattr(block, "type", "") == "tool_use"
+                 and (not tool or getattr(block, "name", "") == tool)] if tool is not None else []
+        if calls:
+            text = json.dumps(calls[0].input, ensure_ascii=False)
+            if reason == "tool_use":  # the forced tool call is how this answer ends
+                reason = "stop"
+        elif tool and text.strip():
+            notes.append(f"{self.model_id} answered in prose, not through the {tool} tool the schema asked for")
         if not text.strip():
             raise empty_answer(self, reason)
         return Completion(text=text, usage=_usage(message.usage), model=message.model or self.model,
                           finish_reason=reason, notes=notes)
+
+    # -- Message Batches ---------------------------------------------------------------------
+    async def _batch_client(self) -> "anthropic.AsyncAnthropic":
+        await self.ready()
+        self.prepare()
+        return self.client()
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        import anthropic
+
+        try:
+            yield
+        except anthropic.AnthropicError as exc:
+            raise _map_error(self, exc) from exc
+
+    async def batch_submit(self, items: list[BatchItem], tag: str) -> str:
+        client = await self._batch_client()
+        requests = [{"custom_id": item.custom_id, "params": self._params(item.request)} for item in items]
+        with self._mapped():
+            batch = await client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        return batch.id
+
+    async def batch_find(self, tag: str, *, count: int, created_after: float,
+                         taken: frozenset[str] = frozenset()) -> str | None:
+        client = await self._batch_client()
+        since = created_after - _CLOCK_SKEW_S
+        earliest = None
+        with self._mapped():
+            async for batch in client.messages.batches.list():  # newest first
+                if batch.created_at.timestamp() < since:
+                    break
+                if _total(batch.request_counts) == count and batch.id not in taken:
+                    earliest = batch.id
+        return earliest
+
+    async def batch_status(self, vendor_id: str) -> BatchState:
+        client = await self._batch_client()
+        with self._mapped():
+            batch = await client.messages.batches.retrieve(vendor_id)
+        counts = batch.request_counts
+        status = "ended" if batch.processing_status == "ended" else "running"
+        return BatchState(vendor_id, status, _total(counts), _total(counts) - counts.processing)
+
+    async def batch_results(self, vendor_id: str, custom_ids: list[str]) -> list[BatchAnswer]:
+        client = await self._batch_client()
+        with self._mapped():
+            lines = [line async for line in await client.messages.batches.results(vendor_id)]
+        wanted = set(custom_ids)
+        found: dict[str, BatchAnswer] = {}
+        for line in lines:
+            if line.custom_id not in wanted:
+                raise _foreign(self, vendor_id, line.custom_id)
+            found[line.custom_id] = self._batch_answer(line.custom_id, line.result)
+        return [found.get(cid) or BatchAnswer(cid, unanswered="missing") for cid in custom_ids]
+
+    def _batch_answer(self, custom_id: str, result: Any) -> BatchAnswer:
+        """One batch result as the answer to its request."""
+        if result.type in _UNRUN:
+            return BatchAnswer(custom_id, unanswered=_UNRUN[result.type])
+        if result.type == "errored":
+            error = result.error.error
+            status = _ERROR_STATUS.get(getattr(error, "type", ""), 500)
+            return BatchAnswer(custom_id, error=http_error(self, status, getattr(error, "message", "")))
+        if result.type != "succeeded":
+            return BatchAnswer(custom_id, error=ProviderError(
+                f"{self.model_id}: a batch result of an unknown kind ({result.type!r})", provider=self.name))
+        try:
+            return BatchAnswer(custom_id, completion=self._completion(result.message, ""))
+        except ProviderError as exc:
+            return BatchAnswer(custom_id, error=exc)
+
+
+def _foreign(provider: AnthropicProvider, vendor_id: str, custom_id: str) -> ProviderError:
+    """A batch adopted by its count and time that turns out to be another run's."""
+    return ProviderError(f"{provider.model_id}: batch {vendor_id} answers a request {custom_id!r} this run never "
+                         "sent, so it is not this run's batch", provider=provider.name, retryable=False)
+
+
+def _total(counts: Any) -> int:
+    """Every request of a batch, whatever became of it: the counts split them by state."""
+    return counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
 
 
 def _usage(usage: Any) -> Usage:

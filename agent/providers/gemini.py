@@ -13,6 +13,10 @@ the HTTP library it picked) is imported by the first call that is really paid, n
 A request with a ``schema`` is sent with ``response_mime_type="application/json"`` and the schema as
 ``response_json_schema`` (JSON Schema as written; ``response_schema`` would take only Gemini's OpenAPI
 subset of it).
+
+Gemini's Batch Mode (the ``batch_*`` methods) takes the requests inlined, each with the settings a
+single call sends, under a ``display_name`` that is the run's tag (so a resumed run finds its batch).
+Its inlined responses come back in the order the requests went, and are read by position.
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from contextlib import contextmanager
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from agent.config import env
 from agent.errors import ProviderError
 from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
+    BatchAnswer,
+    BatchItem,
+    BatchState,
     SDKProvider,
     empty_answer,
     http_error,
@@ -41,6 +49,12 @@ if TYPE_CHECKING:
 
 GEMINI_URL = "https://generativelanguage.googleapis.com"
 _DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+_ENDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED")
+#: What the requests of a batch that gave no responses became, by its final state.
+_UNANSWERED = {"JOB_STATE_EXPIRED": "expired", "JOB_STATE_CANCELLED": "cancelled"}
+#: gRPC codes of a batch response's error: the two that mean it never ran, and the HTTP status of the rest.
+_UNRUN_CODES = {4: "expired", 1: "cancelled"}  # DEADLINE_EXCEEDED, CANCELLED
+_GRPC_STATUS = {3: 400, 5: 404, 7: 403, 8: 429, 13: 500, 14: 503, 16: 401}
 
 
 @cache
@@ -60,6 +74,7 @@ class GeminiProvider(SDKProvider["genai.Client"]):
     key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     key_lookup = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     context_window = 1_000_000
+    batch_api = True
 
     @cached_property
     def endpoint(self) -> str:
@@ -103,6 +118,10 @@ class GeminiProvider(SDKProvider["genai.Client"]):
             raise _map_error(self, exc) from exc
         except _transport_classes() as exc:
             raise _map_error(self, exc) from exc
+        return self._completion(response)
+
+    def _completion(self, response: "genai_types.GenerateContentResponse") -> Completion:
+        """A response as the project's answer (a single call's or a batch's)."""
         candidate = response.candidates[0] if response.candidates else None
         parts = (candidate.content.parts or []) if candidate is not None and candidate.content else []
         # Thought summaries are not the answer.
@@ -113,6 +132,97 @@ class GeminiProvider(SDKProvider["genai.Client"]):
         return Completion(text=text, usage=_usage(response.usage_metadata),
                           model=response.model_version or self.model, finish_reason=reason)
 
+    # -- Batch Mode --------------------------------------------------------------------------
+    async def _batch_client(self) -> "genai.Client":
+        await self.ready()
+        self.prepare()
+        return self.client()
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        from google.genai import errors as genai_errors
+
+        try:
+            yield
+        except (genai_errors.APIError, *_transport_classes()) as exc:
+            raise _map_error(self, exc) from exc
+
+    async def batch_submit(self, items: list[BatchItem], tag: str) -> str:
+        client = await self._batch_client()
+        src = [{"contents": [{"role": "user", "parts": [{"text": item.request.prompt}]}],
+                "config": self._config(item.request), "metadata": {"custom_id": item.custom_id}}
+               for item in items]
+        with self._mapped():
+            job = await client.aio.batches.create(model=self.model, src=src,  # type: ignore[arg-type]
+                                                  config={"display_name": tag})
+        return str(job.name)
+
+    async def batch_find(self, tag: str, *, count: int, created_after: float,
+                         taken: frozenset[str] = frozenset()) -> str | None:
+        client = await self._batch_client()
+        with self._mapped():
+            async for job in await client.aio.batches.list():
+                if job.display_name == tag:  # a tag is the run's own: ``taken`` is moot
+                    return job.name
+        return None
+
+    async def batch_status(self, vendor_id: str) -> BatchState:
+        client = await self._batch_client()
+        with self._mapped():
+            job = await client.aio.batches.get(name=vendor_id)
+        state = _state(job)
+        # The Developer API's batch objects, as the SDK reads them, carry no counts: only an ended
+        # batch's responses say how many requests it held.
+        responses = (job.dest.inlined_responses or []) if job.dest else []
+        stats = job.completion_stats
+        if stats is not None:
+            done = (stats.successful_count or 0) + (stats.failed_count or 0)
+            total = done + (stats.incomplete_count or 0)
+        else:
+            total = len(responses)
+            done = total if state in _ENDED else 0
+        if state == "JOB_STATE_FAILED":
+            detail = (job.error.message if job.error else None) or "the batch failed"
+            return BatchState(vendor_id, "failed", total, done, detail)
+        return BatchState(vendor_id, "ended" if state in _ENDED else "running", total, done)
+
+    async def batch_results(self, vendor_id: str, custom_ids: list[str]) -> list[BatchAnswer]:
+        client = await self._batch_client()
+        with self._mapped():
+            job = await client.aio.batches.get(name=vendor_id)
+        responses = (job.dest.inlined_responses or []) if job.dest else []
+        if len(responses) > len(custom_ids):
+            raise _foreign(self, vendor_id, f"{len(responses)} responses to {len(custom_ids)} requests")
+        for position, entry in enumerate(responses):
+            echoed = (entry.metadata or {}).get("custom_id")
+            if echoed is not None and echoed != custom_ids[position]:
+                raise _foreign(self, vendor_id, f"response {position} is for {echoed!r}")
+        unanswered = _UNANSWERED.get(_state(job), "missing")
+        return [self._batch_answer(cid, responses[i]) if i < len(responses) else BatchAnswer(cid, unanswered=unanswered)
+                for i, cid in enumerate(custom_ids)]
+
+    def _batch_answer(self, custom_id: str, entry: "genai_types.InlinedResponse") -> BatchAnswer:
+        """One inlined response as the answer to its request."""
+        if entry.response is not None:
+            try:
+                return BatchAnswer(custom_id, completion=self._completion(entry.response))
+            except ProviderError as exc:
+                return BatchAnswer(custom_id, error=exc)
+        code = int(entry.error.code or 0) if entry.error else 0
+        if code in _UNRUN_CODES:
+            return BatchAnswer(custom_id, unanswered=_UNRUN_CODES[code])
+        message = (entry.error.message if entry.error else None) or ""
+        return BatchAnswer(custom_id, error=http_error(self, _GRPC_STATUS.get(code, 500), message))
+
+
+def _foreign(provider: GeminiProvider, vendor_id: str, why: str) -> ProviderError:
+    return ProviderError(f"{provider.model_id}: batch {vendor_id} is not this run's ({why})",
+                         provider=provider.name, retryable=False)
+
+
+def _state(job: Any) -> str:
+    state = job.state
+    return str(getattr(state, "value", state) or "")
 
 
 async def _close(client: "genai.Client") -> None:

@@ -14,18 +14,28 @@ imported by the first call that is really paid (importing it costs most of a sec
 A request with a ``schema`` is sent with ``response_format={"type": "json_schema", ...}`` (strict when
 the schema meets OpenAI's strict rules). Compatible servers that know no such thing answer 400; the
 request then goes once more without it, and the completion's ``notes`` say so.
+
+``openai:`` models can also go through OpenAI's Batch API (the ``batch_*`` methods): the requests are
+uploaded as one JSONL file whose every line's body is what a single call sends, the batch carries the
+run's tag in its ``metadata`` (so a resumed run finds it), and its output and error files are read
+back by ``custom_id``. Compatible servers and Ollama have no such API.
 """
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.config import env
 from agent.errors import ProviderError, UsageError
 from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
+    BatchAnswer,
+    BatchItem,
+    BatchState,
     SDKProvider,
     body_message,
     empty_answer,
@@ -47,11 +57,20 @@ _NO_KEY = "no-key"
 # OpenAI's reasoning models reject `temperature` other than the default, and count `max_tokens`
 # differently; other servers may not know `max_completion_tokens` at all.
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_CHAT_PATH = "/v1/chat/completions"
+#: The batch metadata key that holds the run's tag.
+_TAG_KEY = "research_tag"
+_ENDED = ("completed", "expired", "cancelled")
+#: What a request in neither result file became, by the batch's final status.
+_UNANSWERED = {"expired": "expired", "cancelled": "cancelled"}
+#: Error codes of result lines that never ran.
+_UNRUN_CODES = {"batch_expired": "expired", "batch_cancelled": "cancelled"}
 
 
 class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
     name = "openai"
     key_variables = ("OPENAI_API_KEY",)
+    batch_api = True
     #: Whether this is OpenAI's own API, with its newer parameters and its reasoning models.
     official: ClassVar[bool] = True
     #: What the server said when it refused ``response_format``; later requests go without it.
@@ -114,6 +133,10 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
                 response = await client.chat.completions.create(**params)
         except openai.OpenAIError as exc:
             raise _map_error(self, exc) from exc
+        return self._completion(response, notes)
+
+    def _completion(self, response: "openai.types.chat.ChatCompletion", notes: list[str] | None = None) -> Completion:
+        """A chat completion as the project's answer (a single call's or a batch line's)."""
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content or "") if choice is not None else ""
         reason = normalize_finish_reason(choice.finish_reason) if choice is not None else ""
@@ -121,7 +144,92 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
             refusal = getattr(choice.message, "refusal", None) if choice is not None else None
             raise empty_answer(self, "refusal" if refusal else reason)
         return Completion(text=text, usage=_usage(response.usage), model=response.model or self.model,
-                          finish_reason=reason, notes=notes)
+                          finish_reason=reason, notes=list(notes or []))
+
+    # -- the Batch API -----------------------------------------------------------------------
+    async def _batch_client(self) -> "openai.AsyncOpenAI":
+        await self.ready()
+        self.prepare()
+        return self.client()
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        import openai
+
+        try:
+            yield
+        except openai.OpenAIError as exc:
+            raise _map_error(self, exc) from exc
+
+    async def batch_submit(self, items: list[BatchItem], tag: str) -> str:
+        client = await self._batch_client()
+        jsonl = "".join(json.dumps({"custom_id": item.custom_id, "method": "POST", "url": _CHAT_PATH,
+                                    "body": self._params(item.request)}, ensure_ascii=False) + "\n"
+                        for item in items)
+        with self._mapped():
+            upload = await client.files.create(file=("batch.jsonl", jsonl.encode()), purpose="batch")
+            batch = await client.batches.create(input_file_id=upload.id, endpoint=_CHAT_PATH,
+                                                completion_window="24h", metadata={_TAG_KEY: tag})
+        return batch.id
+
+    async def batch_find(self, tag: str, *, count: int, created_after: float,
+                         taken: frozenset[str] = frozenset()) -> str | None:
+        client = await self._batch_client()
+        with self._mapped():
+            async for batch in client.batches.list():
+                if (batch.metadata or {}).get(_TAG_KEY) == tag:  # a tag is the run's own: ``taken`` is moot
+                    return batch.id
+        return None
+
+    async def batch_status(self, vendor_id: str) -> BatchState:
+        client = await self._batch_client()
+        with self._mapped():
+            batch = await client.batches.retrieve(vendor_id)
+        counts = batch.request_counts
+        total, done = (counts.total, counts.completed + counts.failed) if counts else (0, 0)
+        if batch.status == "failed":
+            errors = batch.errors.data if batch.errors and batch.errors.data else []
+            detail = (errors[0].message or errors[0].code or "") if errors else ""
+            return BatchState(vendor_id, "failed", total, done, detail or "the batch failed")
+        return BatchState(vendor_id, "ended" if batch.status in _ENDED else "running", total, done)
+
+    async def batch_results(self, vendor_id: str, custom_ids: list[str]) -> list[BatchAnswer]:
+        client = await self._batch_client()
+        with self._mapped():
+            batch = await client.batches.retrieve(vendor_id)
+            files = [(await client.files.content(file_id)).text
+                     for file_id in (batch.output_file_id, batch.error_file_id) if file_id]
+        wanted = set(custom_ids)
+        found: dict[str, BatchAnswer] = {}
+        for line in (line for text in files for line in _jsonl(self, vendor_id, text)):
+            custom_id = str(line.get("custom_id"))
+            if custom_id not in wanted:
+                raise _foreign(self, vendor_id, custom_id)
+            found[custom_id] = self._batch_answer(custom_id, line)
+        unanswered = _UNANSWERED.get(batch.status, "missing")
+        return [found.get(cid) or BatchAnswer(cid, unanswered=unanswered) for cid in custom_ids]
+
+    def _batch_answer(self, custom_id: str, line: Mapping[str, Any]) -> BatchAnswer:
+        """One line of a batch's output or error file as the answer to its request."""
+        from openai.types.chat import ChatCompletion
+        from pydantic import ValidationError
+
+        error, response = line.get("error") or {}, line.get("response") or {}
+        if error.get("code") in _UNRUN_CODES:
+            return BatchAnswer(custom_id, unanswered=_UNRUN_CODES[error["code"]])
+        status = response.get("status_code")
+        if status != 200:
+            message = body_message(response.get("body")) if response else (error.get("message") or "")
+            return BatchAnswer(custom_id, error=http_error(self, int(status or 500), message))
+        try:
+            completion = self._completion(ChatCompletion.model_validate(response.get("body")))
+        except ValidationError:
+            return BatchAnswer(custom_id, error=ProviderError(
+                f"{self.model_id} sent a batch answer that is not a chat completion",
+                provider=self.name, status=200, retryable=True))
+        except ProviderError as exc:
+            return BatchAnswer(custom_id, error=exc)
+        return BatchAnswer(custom_id, completion=completion)
 
 
 
@@ -131,6 +239,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     name = "openai-compatible"
     key_optional = True
     official = False
+    batch_api = False
     own_server = True
 
     @cached_property
@@ -154,6 +263,7 @@ class OllamaProvider(OpenAIProvider):
     name = "ollama"
     key_variables = ()
     official = False
+    batch_api = False
     own_server = True
     # Ollama serves a few thousand tokens of context unless the model is configured for more.
     context_window = 8_192
@@ -262,6 +372,26 @@ def _usage(usage: Any) -> Usage:
         cached_tokens=(getattr(prompt_details, "cached_tokens", None) or 0) if prompt_details else 0,
         reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0) if completion_details else 0,
     )
+
+
+def _jsonl(provider: OpenAIProvider, vendor_id: str, text: str) -> Iterator[dict[str, Any]]:
+    """The lines of a batch's result file; a line that is not a JSON object is the vendor's fault."""
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict):
+            raise ProviderError(f"{provider.model_id}: a result file of batch {vendor_id} has a line that is not "
+                                "a JSON object", provider=provider.name, retryable=True)
+        yield line
+
+
+def _foreign(provider: OpenAIProvider, vendor_id: str, custom_id: str) -> ProviderError:
+    return ProviderError(f"{provider.model_id}: batch {vendor_id} answers a request {custom_id!r} this run never "
+                         "sent, so it is not this run's batch", provider=provider.name, retryable=False)
 
 
 def _map_error(provider: OpenAIProvider, exc: "openai.OpenAIError") -> ProviderError:
