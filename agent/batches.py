@@ -270,7 +270,8 @@ class Batcher:
                 await asyncio.sleep(max(exc.retry_after or 0.0, delay))  # a 429 on a poll: wait, poll again
                 delay = min(delay * 2, self.poll_cap_s)
                 continue
-            line = f"{row['stage']}: batch {state.done}/{state.total} done at {provider.model_id}"
+            # The journal knows how many requests it holds (not every vendor says while it runs).
+            line = f"{row['stage']}: batch {min(state.done, row['count'])}/{row['count']} done at {provider.model_id}"
             self._progress[row["id"]] = line
             if (state.done, state.status) != seen:
                 seen = (state.done, state.status)
