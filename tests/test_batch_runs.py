@@ -258,3 +258,55 @@ def journal_batches(cache: Path) -> list[dict]:
         return [dict(row) for row in conn.execute("SELECT * FROM batches ORDER BY created_at")]
     finally:
         conn.close()
+
+
+def test_report_due_takes_a_batched_nightly_report_from_handing_over_to_the_report(tmp_path, vendors):
+    """A cron line running 'report due' every few minutes: each call collects what is ready and hands
+    over the next stage, never waiting and never submitting anything twice."""
+    for fake in vendors.fakes.values():
+        fake.default_plan = Plan(polls=10_000)
+    Path("research.toml").write_text(
+        "[reports.nightly]\n"
+        f'question = "{QUESTION}"\nfiles = ["{CORPUS}"]\nschedule = "0 6 * * *"\n'
+        'models = ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"]\nbatch = true\n', encoding="utf-8")
+    run_id = "nightly@2026-11-20T06:00Z"
+    first = cli("report", "due", "--now", "2026-11-20T06:05Z")
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.startswith(f"{run_id}: waiting: run {run_id} waits for its batches (summaries: batch 0/5")
+    assert vendors.batches() == 1
+
+    still = cli("report", "due", "--now", "2026-11-20T06:10Z")
+    assert still.exit_code == 0 and "waits for its batches" in still.stdout
+    assert vendors.batches() == 1  # looked at, not sent again
+
+    calls = 0
+    while not Path("reports/nightly/2026-11-20.md").exists():
+        calls += 1
+        assert calls <= 4, "the slot never finished"
+        vendors.end_all()
+        step = cli("report", "due", "--now", "2026-11-20T06:15Z")
+        assert step.exit_code == 0, step.stderr
+    assert step.stdout.startswith(f"{run_id}: completed")
+    assert calls == 3
+    lines = vendors.lines()
+    assert sum(lines.values()) == SOURCES + 2 + 1 and max(lines.values()) == 1
+    assert vendors.sync_answered() == 0
+    done = cli("report", "due", "--now", "2026-11-20T06:20Z")
+    assert done.stdout.strip() == f"{run_id}: up to date (completed)"
+
+
+def test_a_notebook_hands_batches_over_and_collects_them_with_the_same_call(tmp_path, vendors):
+    from agent import Research
+
+    for fake in vendors.fakes.values():
+        fake.default_plan = Plan(polls=10_000)
+    research = Research(tmp_path / "cache", models=["openai:gpt-4o-mini"], out_dir=tmp_path / "out", batch=True)
+    waiting = research.run(QUESTION, files=[CORPUS], run_id="nb", wait=False)
+    assert waiting.status == "waiting" and "waits for its batches" in waiting.markdown
+    assert vendors.batches() == 1
+    for fake in vendors.fakes.values():
+        fake.default_plan = Plan(polls=1)
+    vendors.end_all()
+    report = research.run(QUESTION, files=[CORPUS], run_id="nb")
+    assert report.status == "completed" and report.totals["batched"] == SOURCES + 2
+    assert vendors.batches() == 3 and max(vendors.lines().values()) == 1
