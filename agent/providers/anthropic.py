@@ -123,11 +123,6 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
                           finish_reason=reason, notes=notes)
 
     # -- Message Batches ---------------------------------------------------------------------
-    async def _batch_client(self) -> "anthropic.AsyncAnthropic":
-        await self.ready()
-        self.prepare()
-        return self.client()
-
     @contextmanager
     def _mapped(self) -> Iterator[None]:
         import anthropic
@@ -138,7 +133,7 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
             raise _map_error(self, exc) from exc
 
     async def batch_submit(self, items: list[BatchItem], tag: str) -> str:
-        client = await self._batch_client()
+        client = await self.ready_client()
         requests = [{"custom_id": item.custom_id, "params": self._params(item.request)} for item in items]
         with self._mapped():
             batch = await client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
@@ -146,7 +141,7 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
 
     async def batch_find(self, tag: str, *, count: int, created_after: float,
                          taken: frozenset[str] = frozenset()) -> str | None:
-        client = await self._batch_client()
+        client = await self.ready_client()
         since = created_after - _CLOCK_SKEW_S
         earliest = None
         with self._mapped():
@@ -158,7 +153,7 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
         return earliest
 
     async def batch_status(self, vendor_id: str) -> BatchState:
-        client = await self._batch_client()
+        client = await self.ready_client()
         with self._mapped():
             batch = await client.messages.batches.retrieve(vendor_id)
         counts = batch.request_counts
@@ -166,7 +161,7 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
         return BatchState(vendor_id, status, _total(counts), _total(counts) - counts.processing)
 
     async def batch_results(self, vendor_id: str, custom_ids: list[str]) -> list[BatchAnswer]:
-        client = await self._batch_client()
+        client = await self.ready_client()
         with self._mapped():
             lines = [line async for line in await client.messages.batches.results(vendor_id)]
         wanted = set(custom_ids)

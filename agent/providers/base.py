@@ -340,6 +340,12 @@ class SDKProvider(Provider, Generic[C]):
     def client(self) -> C:
         return self._client.get()
 
+    async def ready_client(self) -> C:
+        """The client, made or adopted as :meth:`Provider.call` does before a call (the batch calls' way)."""
+        await self.ready()
+        self.prepare()
+        return self.client()
+
     def prepare(self) -> None:
         self.client()
 

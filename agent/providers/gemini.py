@@ -133,11 +133,6 @@ class GeminiProvider(SDKProvider["genai.Client"]):
                           model=response.model_version or self.model, finish_reason=reason)
 
     # -- Batch Mode --------------------------------------------------------------------------
-    async def _batch_client(self) -> "genai.Client":
-        await self.ready()
-        self.prepare()
-        return self.client()
-
     @contextmanager
     def _mapped(self) -> Iterator[None]:
         from google.genai import errors as genai_errors
@@ -148,7 +143,7 @@ class GeminiProvider(SDKProvider["genai.Client"]):
             raise _map_error(self, exc) from exc
 
     async def batch_submit(self, items: list[BatchItem], tag: str) -> str:
-        client = await self._batch_client()
+        client = await self.ready_client()
         src = [{"contents": [{"role": "user", "parts": [{"text": item.request.prompt}]}],
                 "config": self._config(item.request), "metadata": {"custom_id": item.custom_id}}
                for item in items]
@@ -159,7 +154,7 @@ class GeminiProvider(SDKProvider["genai.Client"]):
 
     async def batch_find(self, tag: str, *, count: int, created_after: float,
                          taken: frozenset[str] = frozenset()) -> str | None:
-        client = await self._batch_client()
+        client = await self.ready_client()
         with self._mapped():
             async for job in await client.aio.batches.list():
                 if job.display_name == tag:  # a tag is the run's own: ``taken`` is moot
@@ -167,7 +162,7 @@ class GeminiProvider(SDKProvider["genai.Client"]):
         return None
 
     async def batch_status(self, vendor_id: str) -> BatchState:
-        client = await self._batch_client()
+        client = await self.ready_client()
         with self._mapped():
             job = await client.aio.batches.get(name=vendor_id)
         state = _state(job)
@@ -187,7 +182,7 @@ class GeminiProvider(SDKProvider["genai.Client"]):
         return BatchState(vendor_id, "ended" if state in _ENDED else "running", total, done)
 
     async def batch_results(self, vendor_id: str, custom_ids: list[str]) -> list[BatchAnswer]:
-        client = await self._batch_client()
+        client = await self.ready_client()
         with self._mapped():
             job = await client.aio.batches.get(name=vendor_id)
         responses = (job.dest.inlined_responses or []) if job.dest else []

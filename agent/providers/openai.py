@@ -60,6 +60,8 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _CHAT_PATH = "/v1/chat/completions"
 #: The batch metadata key that holds the run's tag.
 _TAG_KEY = "research_tag"
+#: Seconds a vendor's clock may be behind ours when batches are looked for by their creation time.
+_CLOCK_SKEW_S = 60.0
 _ENDED = ("completed", "expired", "cancelled")
 #: What a request in neither result file became, by the batch's final status.
 _UNANSWERED = {"expired": "expired", "cancelled": "cancelled"}
@@ -147,11 +149,6 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
                           finish_reason=reason, notes=list(notes or []))
 
     # -- the Batch API -----------------------------------------------------------------------
-    async def _batch_client(self) -> "openai.AsyncOpenAI":
-        await self.ready()
-        self.prepare()
-        return self.client()
-
     @contextmanager
     def _mapped(self) -> Iterator[None]:
         import openai
@@ -162,7 +159,7 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
             raise _map_error(self, exc) from exc
 
     async def batch_submit(self, items: list[BatchItem], tag: str) -> str:
-        client = await self._batch_client()
+        client = await self.ready_client()
         jsonl = "".join(json.dumps({"custom_id": item.custom_id, "method": "POST", "url": _CHAT_PATH,
                                     "body": self._params(item.request)}, ensure_ascii=False) + "\n"
                         for item in items)
@@ -174,15 +171,17 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
 
     async def batch_find(self, tag: str, *, count: int, created_after: float,
                          taken: frozenset[str] = frozenset()) -> str | None:
-        client = await self._batch_client()
+        client = await self.ready_client()
         with self._mapped():
-            async for batch in client.batches.list():
+            async for batch in client.batches.list():  # newest first
                 if (batch.metadata or {}).get(_TAG_KEY) == tag:  # a tag is the run's own: ``taken`` is moot
                     return batch.id
+                if batch.created_at < created_after - _CLOCK_SKEW_S:
+                    break  # older than the intent: the rest are too
         return None
 
     async def batch_status(self, vendor_id: str) -> BatchState:
-        client = await self._batch_client()
+        client = await self.ready_client()
         with self._mapped():
             batch = await client.batches.retrieve(vendor_id)
         counts = batch.request_counts
@@ -194,7 +193,7 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
         return BatchState(vendor_id, "ended" if batch.status in _ENDED else "running", total, done)
 
     async def batch_results(self, vendor_id: str, custom_ids: list[str]) -> list[BatchAnswer]:
-        client = await self._batch_client()
+        client = await self.ready_client()
         with self._mapped():
             batch = await client.batches.retrieve(vendor_id)
             files = [(await client.files.content(file_id)).text
