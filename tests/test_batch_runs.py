@@ -310,3 +310,18 @@ def test_a_notebook_hands_batches_over_and_collects_them_with_the_same_call(tmp_
     report = research.run(QUESTION, files=[CORPUS], run_id="nb")
     assert report.status == "completed" and report.totals["batched"] == SOURCES + 2
     assert vendors.batches() == 3 and max(vendors.lines().values()) == 1
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic", "gemini"])
+def test_a_create_whose_answer_was_lost_is_looked_up_not_sent_again(tmp_path, vendors, vendor):
+    """The vendor made the batch but its answer never arrived (the SDK would retry it blindly): the run
+    finds the batch, by its tag or by its time and count, and adopts it."""
+    fake = vendors.fakes[vendor]
+    fake.lose_answers("create")
+    model = next(m for m in MODELS if m.startswith(vendor))
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "lost", "--batch", models=[model]))
+    assert result.exit_code == 0, result.stderr
+    assert fake.received["create"] == 3  # summaries (lost, then found), analysis, synthesis
+    assert len(fake.jobs) == 3 and sum(len(job.lines) for job in fake.jobs.values()) == SOURCES + 2
+    assert max(vendors.paid_lines().values()) == 1
+    assert fake.received["list"] >= 1

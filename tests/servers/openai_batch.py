@@ -134,6 +134,7 @@ class BatchBook:
         self._ids = itertools.count(1)
         self._gates: dict[str, threading.Event] = {}
         self._dropping: set[str] = set()
+        self._losing: dict[str, int] = {}
         #: Batch API requests of each kind received, counted before any gate holds them.
         self.received: dict[str, int] = {kind: 0 for kind in KINDS}
 
@@ -159,6 +160,11 @@ class BatchBook:
         gate = self._gates[kind] = threading.Event()
         return gate
 
+    def lose_answers(self, kind: str, count: int = 1) -> None:
+        """Act on the next ``count`` requests of ``kind``, then drop the connection instead of answering
+        (a create that timed out after the vendor made the batch)."""
+        self._losing[kind] = self._losing.get(kind, 0) + count
+
     def ungate(self, kind: str, *, act: bool = True) -> None:
         gate = self._gates.pop(kind, None)
         if gate is not None:
@@ -182,6 +188,9 @@ class BatchBook:
                     return Reply(drop=True)
         with self._book_lock:
             reply = self.batch_reply(request)
+            if kind is not None and self._losing.get(kind):
+                self._losing[kind] -= 1
+                return Reply(drop=True)
         return reply if reply is not None else super().__call__(request)  # type: ignore[misc]
 
     def batch_kind(self, request: Request) -> str | None:
