@@ -243,10 +243,18 @@ class Batcher:
             self._watches[row["id"]] = asyncio.ensure_future(self._watch(provider, row))
 
     async def _watch(self, provider: Any, row: dict[str, Any]) -> None:
+        from agent.providers.base import ForeignBatch
+
         try:
             answers = await self._wait_for(provider, row)
             if answers is not None:
                 self._collect(provider, row, answers)
+        except ForeignBatch as exc:
+            # Adopted by count and time, but another's: its requests were never sent, so send them now.
+            self.journal.batch_update(row["id"], "abandoned", detail={"error": exc.one_line()})
+            for entries in self._waiters.pop(row["id"], {}).values():
+                for entry in entries:
+                    self._join(provider, row["stage"], entry)
         except BaseException as exc:
             for entries in self._waiters.pop(row["id"], {}).values():
                 for entry in entries:

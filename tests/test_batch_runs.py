@@ -325,3 +325,29 @@ def test_a_create_whose_answer_was_lost_is_looked_up_not_sent_again(tmp_path, ve
     assert len(fake.jobs) == 3 and sum(len(job.lines) for job in fake.jobs.values()) == SOURCES + 2
     assert max(vendors.paid_lines().values()) == 1
     assert fake.received["list"] >= 1
+
+
+def test_a_batch_adopted_by_count_that_is_not_the_runs_is_dropped_and_its_requests_sent(tmp_path, vendors):
+    """Anthropic's batches carry no tag: after a create that got no answer, the run adopts a batch made
+    after its intent with as many requests. When that batch's results name requests it never sent, it
+    was another's: the run sends its own requests after all, and pays for nobody else's answers."""
+    import json as _json
+    import time as _time
+
+    from tests.servers import Reply, Request
+    from tests.servers.openai_batch import Line
+
+    fake = vendors.fakes["anthropic"]
+    other = [Line(f"theirs-{i}", "claude-haiku-4-5", Request("POST", "/v1/messages", {}, _json.dumps(
+        {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": f"q{i}"}]}).encode()))
+        for i in range(SOURCES)]
+    theirs = fake.new_job("msgbatch_", other)
+    theirs.created = _time.time() + 30  # made "after" the run's intent, with the same count
+    fake.script_batch(Reply(drop=True), on="create")  # the run's first create: no answer, nothing made
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "adopt", "--batch", models=[MODELS[1]]))
+    assert result.exit_code == 0, result.stderr
+    ours = [job for job in fake.jobs.values() if job is not theirs]
+    assert [len(job.lines) for job in ours] == [SOURCES, 1, 1]
+    shown = cli("show", "adopt", "--cache-dir", str(tmp_path / "cache")).stdout
+    assert "abandoned" in shown
+    assert vendors.sync_answered() == 0

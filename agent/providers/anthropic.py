@@ -26,6 +26,7 @@ from agent.config import env
 from agent.errors import ProviderError
 from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
+    ForeignBatch,
     BatchAnswer,
     BatchItem,
     BatchState,
@@ -168,7 +169,7 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
         found: dict[str, BatchAnswer] = {}
         for line in lines:
             if line.custom_id not in wanted:
-                raise _foreign(self, vendor_id, line.custom_id)
+                raise ForeignBatch(self, vendor_id, f"it answers {line.custom_id!r}, never sent")
             found[line.custom_id] = self._batch_answer(line.custom_id, line.result)
         return [found.get(cid) or BatchAnswer(cid, unanswered="missing") for cid in custom_ids]
 
@@ -188,11 +189,6 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
         except ProviderError as exc:
             return BatchAnswer(custom_id, error=exc)
 
-
-def _foreign(provider: AnthropicProvider, vendor_id: str, custom_id: str) -> ProviderError:
-    """A batch adopted by its count and time that turns out to be another run's."""
-    return ProviderError(f"{provider.model_id}: batch {vendor_id} answers a request {custom_id!r} this run never "
-                         "sent, so it is not this run's batch", provider=provider.name, retryable=False)
 
 
 def _total(counts: Any) -> int:

@@ -81,6 +81,15 @@ class BatchState:
     detail: str = ""
 
 
+class ForeignBatch(ProviderError):
+    """An ended batch's results hold requests this run never sent: it was adopted by mistake (by count and
+    time, where the vendor keeps no tag), and its own requests still have to be sent."""
+
+    def __init__(self, provider: "Provider", vendor_id: str, why: str) -> None:
+        super().__init__(f"{provider.model_id}: batch {vendor_id} is not this run's ({why})",
+                         provider=provider.name, retryable=False)
+
+
 @dataclass(frozen=True)
 class BatchAnswer:
     """What became of one request of an ended batch: a completion, an error (a

@@ -32,6 +32,7 @@ from agent.config import env
 from agent.errors import ProviderError
 from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
+    ForeignBatch,
     BatchAnswer,
     BatchItem,
     BatchState,
@@ -187,11 +188,11 @@ class GeminiProvider(SDKProvider["genai.Client"]):
             job = await client.aio.batches.get(name=vendor_id)
         responses = (job.dest.inlined_responses or []) if job.dest else []
         if len(responses) > len(custom_ids):
-            raise _foreign(self, vendor_id, f"{len(responses)} responses to {len(custom_ids)} requests")
+            raise ForeignBatch(self, vendor_id, f"{len(responses)} responses to {len(custom_ids)} requests")
         for position, entry in enumerate(responses):
             echoed = (entry.metadata or {}).get("custom_id")
             if echoed is not None and echoed != custom_ids[position]:
-                raise _foreign(self, vendor_id, f"response {position} is for {echoed!r}")
+                raise ForeignBatch(self, vendor_id, f"response {position} is for {echoed!r}")
         unanswered = _UNANSWERED.get(_state(job), "missing")
         return [self._batch_answer(cid, responses[i]) if i < len(responses) else BatchAnswer(cid, unanswered=unanswered)
                 for i, cid in enumerate(custom_ids)]
@@ -209,10 +210,6 @@ class GeminiProvider(SDKProvider["genai.Client"]):
         message = (entry.error.message if entry.error else None) or ""
         return BatchAnswer(custom_id, error=http_error(self, _GRPC_STATUS.get(code, 500), message))
 
-
-def _foreign(provider: GeminiProvider, vendor_id: str, why: str) -> ProviderError:
-    return ProviderError(f"{provider.model_id}: batch {vendor_id} is not this run's ({why})",
-                         provider=provider.name, retryable=False)
 
 
 def _state(job: Any) -> str:

@@ -33,6 +33,7 @@ from agent.config import env
 from agent.errors import ProviderError, UsageError
 from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
+    ForeignBatch,
     BatchAnswer,
     BatchItem,
     BatchState,
@@ -203,7 +204,7 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
         for line in (line for text in files for line in _jsonl(self, vendor_id, text)):
             custom_id = str(line.get("custom_id"))
             if custom_id not in wanted:
-                raise _foreign(self, vendor_id, custom_id)
+                raise ForeignBatch(self, vendor_id, f"it answers {custom_id!r}, never sent")
             found[custom_id] = self._batch_answer(custom_id, line)
         unanswered = _UNANSWERED.get(batch.status, "missing")
         return [found.get(cid) or BatchAnswer(cid, unanswered=unanswered) for cid in custom_ids]
@@ -387,10 +388,6 @@ def _jsonl(provider: OpenAIProvider, vendor_id: str, text: str) -> Iterator[dict
                                 "a JSON object", provider=provider.name, retryable=True)
         yield line
 
-
-def _foreign(provider: OpenAIProvider, vendor_id: str, custom_id: str) -> ProviderError:
-    return ProviderError(f"{provider.model_id}: batch {vendor_id} answers a request {custom_id!r} this run never "
-                         "sent, so it is not this run's batch", provider=provider.name, retryable=False)
 
 
 def _map_error(provider: OpenAIProvider, exc: "openai.OpenAIError") -> ProviderError:
