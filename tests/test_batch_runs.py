@@ -351,3 +351,23 @@ def test_a_batch_adopted_by_count_that_is_not_the_runs_is_dropped_and_its_reques
     shown = cli("show", "adopt", "--cache-dir", str(tmp_path / "cache")).stdout
     assert "abandoned" in shown
     assert vendors.sync_answered() == 0
+
+
+def test_the_web_view_says_a_run_waits_for_its_batches_and_how_to_collect_them(tmp_path, vendors):
+    from agent.runs import Workspace
+    from agent.ui import views
+
+    for fake in vendors.fakes.values():
+        fake.default_plan = Plan(polls=10_000)
+    handed = cli(*run_args(tmp_path / "cache", tmp_path / "out", "ui-wait", "--batch", "--no-wait",
+                           models=[MODELS[0]]))
+    assert handed.exit_code == 0, handed.stderr
+    workspace = Workspace.for_reading(str(tmp_path / "cache"))
+    try:
+        detail = views.run_detail(workspace, "ui-wait")
+    finally:
+        workspace.close()
+    assert detail["status"] == views.BATCHES
+    assert "batch APIs to answer" in detail["explain"] and "approval" not in detail["explain"]
+    assert [c["command"] for c in detail["commands"]] == ["research resume ui-wait --no-wait",
+                                                          "research resume ui-wait"]

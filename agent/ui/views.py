@@ -19,6 +19,8 @@ from agent.secrets import redact
 STATUSES = ("running", "waiting", "completed", "failed", "stopped", "interrupted", "rejected", "expired")
 #: A run whose wait was approved but that no process has taken up yet (its row still says waiting).
 APPROVED = "approved"
+#: A run waiting for the batches it handed to vendors' batch APIs, not for a person.
+BATCHES = "waiting for batches"
 FORMATS = ("md", "html", "json")
 #: The most runs the runs page lists, newest first.
 RUN_LIMIT = 500
@@ -73,6 +75,8 @@ def _status(run: dict[str, Any]) -> str:
     """The journal's status, with an approved wait no process took up yet named as such."""
     if run["status"] == "waiting" and not run.get("waiting"):
         return APPROVED
+    if run["status"] == "waiting" and run["waiting"]["stage"] == "batch":
+        return BATCHES
     return run["status"]
 
 
@@ -107,7 +111,7 @@ def run_rows(workspace: Any, *, status: str = "", report: str = "", pipeline: st
 
 
 def _status_order(status: str) -> tuple[int, str]:
-    order = ("waiting", APPROVED, "running") + STATUSES
+    order = ("waiting", APPROVED, BATCHES, "running") + STATUSES
     return (order.index(status) if status in order else len(order), status)
 
 
@@ -116,6 +120,8 @@ _EXPLAIN = {
     "waiting": "Waiting for a person's approval before its {stage} stage. Nothing runs and nothing is paid "
                "until someone approves or rejects it.",
     APPROVED: "Approved: a process is taking it up; its completed steps replay and the rest are paid for.",
+    BATCHES: "Waiting for the vendors' batch APIs to answer what it handed over. Nothing runs meanwhile; "
+             "resuming it collects what is ready and hands over the next stage.",
     "completed": "Completed: the report was written.",
     "failed": "Failed: {error}. Its completed steps are kept; resuming it pays only for what is left.",
     "stopped": "Stopped before a paid call would have gone past its budget: {error}. Resume it with a new budget.",
@@ -140,6 +146,9 @@ def commands(run_id: str, status: str, *, flags: list[str], config: str | None, 
     if status == "waiting":
         return [{"what": "approve it", "command": f"research approve {rid} --note TEXT{tail}"},
                 {"what": "reject it", "command": f"research reject {rid}{tail}"}]
+    if status == BATCHES:
+        return [{"what": "collect what is ready", "command": f"research resume {rid} --no-wait{tail}"},
+                {"what": "wait for its batches here", "command": f"research resume {rid}{tail}"}]
     if status == "stopped":
         return [{"what": "resume it with a new budget", "command": f"research resume {rid} --max-cost USD{tail}"}]
     if status in ("failed", "interrupted", APPROVED):
