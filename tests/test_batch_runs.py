@@ -121,6 +121,8 @@ def test_a_batched_run_writes_the_report_of_single_calls_at_half_the_price(tmp_p
     assert f"Model calls through the vendors' batch APIs: {REQUESTS} · spent ${spent['cost_usd']:.4f}" in report
     listed = cli("runs", "--cache-dir", str(tmp_path / "cache"))
     assert f"(sync ${full['cost_usd']:.4f})" in listed.stdout
+    shown = cli("show", "nightly", "--cache-dir", str(tmp_path / "cache")).stdout
+    assert f"{REQUESTS} answered by batch APIs, ${full['cost_usd']:.4f} at synchronous prices" in shown
 
     # The same cache afterwards, asked one by one: every answer replays, nothing is sent.
     before = vendors.sync_answered()
