@@ -385,7 +385,10 @@ class ResearchWorkflow(Stages):
         """Sources read but not yet summarized, at most a few waves of the model's calls: the rest wait to
         be read, so a run over thousands of sources never holds thousands of texts."""
         if self._in_hand is None:
-            self._in_hand = asyncio.Semaphore(max(8, 2 * self.limits.concurrency))
+            # A batched run summarizes nothing until every source is read (one batch for them all), so
+            # it holds them all: its texts wait on disk, its requests in the batch being gathered.
+            bound = max(8, 2 * self.limits.concurrency) if self.runtime.batcher is None else 1 << 30
+            self._in_hand = asyncio.Semaphore(bound)
         return self._in_hand
 
     def spill(self) -> Spill:

@@ -373,3 +373,19 @@ def test_the_web_view_says_a_run_waits_for_its_batches_and_how_to_collect_them(t
     assert "batch APIs to answer" in detail["explain"] and "approval" not in detail["explain"]
     assert [c["command"] for c in detail["commands"]] == ["research resume ui-wait --no-wait",
                                                           "research resume ui-wait"]
+
+
+def test_more_sources_than_are_read_ahead_go_in_one_summaries_batch(tmp_path, vendors):
+    """A run reads a few waves of sources ahead of their summaries; a batched one, whose summaries wait for
+    every source, must not wait on itself."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(20):
+        (notes / f"note-{i:02d}.md").write_text(f"# Note {i}\n\nHeat pump note {i}: a running cost of {i + 40} "
+                                                f"euros a month in trial {i}.\n", encoding="utf-8")
+    args = ["run", QUESTION, "--file", str(notes), "--run-id", "many", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "out"), "--model", MODELS[0], "--batch", "--concurrency", "2"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    jobs = list(vendors.fakes["openai"].jobs.values())
+    assert [len(job.lines) for job in jobs] == [20, 1, 1]
