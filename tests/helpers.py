@@ -63,3 +63,18 @@ def run_script(script: str, env: dict[str, str], *args: str) -> dict:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sigkill_when(proc: subprocess.Popen, reached, *, seconds: float = 60.0, poll: float = 0.005) -> None:
+    """SIGKILL ``proc`` as soon as ``reached()`` is true; fails the test if the process ended first."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not reached() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(poll)
+    assert proc.poll() is None, f"the run ended before the kill: {proc.communicate()[1]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()

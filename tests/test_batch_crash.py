@@ -13,14 +13,12 @@ and count of requests of the journaled intent.
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli, research_proc
+from tests.helpers import cli, research_proc, sigkill_when
 from tests.test_batch_runs import REQUESTS, SOURCES, body, run_args, vendors  # noqa: F401  (a fixture)
 from tests.servers.openai_batch import Plan
 
@@ -86,14 +84,7 @@ def test_sigkill_at_each_moment_of_a_batch_then_resume_pays_each_request_once(tm
             return fake.received[kind] >= 1
 
     proc = research_proc(*run_args(cache, out, "killed", "--batch", models=models), env=vendors.env, cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while not reached() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, f"the run ended before the kill: {proc.communicate()[1]}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    proc.stdout.close()
-    proc.stderr.close()
+    sigkill_when(proc, reached, poll=0.01)
     assert batch_status(cache)[:1] == (["intent"] if moment in ("before the request", "accepted, id not journaled")
                                         else ["submitted"])
     if moment != "while waiting":

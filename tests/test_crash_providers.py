@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-import signal
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import pytest
 
 from agent.store import Store
 from tests.conftest import subprocess_env
-from tests.helpers import CORPUS, QUESTION, cli, completed_events, research_proc
+from tests.helpers import CORPUS, QUESTION, cli, completed_events, research_proc, sigkill_when
 from tests.servers import serve
 from tests.servers.anthropic_api import AnthropicAPI
 from tests.servers.fake_api import digest
@@ -102,14 +100,7 @@ def test_sigkill_mid_run_then_resume_pays_for_nothing_twice(tmp_path, apis):
             fakes[name].answered.clear()
         cache, out = tmp_path / f"cache-{point}", tmp_path / f"out-{point}"
         proc = research_proc(*run_args(cache, out), env=env, cwd=tmp_path)
-        deadline = time.monotonic() + 20
-        while not reached(cache) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert proc.poll() is None, f"the run ended before the kill: {proc.communicate()[1]}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
+        sigkill_when(proc, lambda: reached(cache), seconds=20)
 
         paid_before = journaled_requests(cache)
         assert paid_before, "nothing was journaled before the kill"
