@@ -414,17 +414,26 @@ def show(
             # The steps are streamed from the journal as they are printed: a run of thousands is never
             # all in memory at once.
             summary = workspace.summary(run_id, with_steps=False)
+            from agent.journal import Totals
+
+            counted = Totals()
+
+            def steps() -> Iterator[dict[str, Any]]:  # totalled in the same pass as they are printed
+                for step in workspace.journal.iter_steps(run_id):
+                    counted.add(step)
+                    yield step
+
             if as_json:
                 from agent import jsonstream
 
-                jsonstream.dump(summary, "steps", workspace.journal.iter_steps(run_id), sys.stdout, default=str)
+                jsonstream.dump(summary, "steps", steps(), sys.stdout, default=str, after={"totals": counted.result})
                 return
             out = sys.stdout.write
             out(f"run {summary['run_id']}: {summary['status']}\nquestion: {summary['question']}\n")
             out(f"report: {summary['report_path'] or '(none yet)'}\n")
             if summary["error"]:
                 out(f"error: {summary['error']}\n")
-            for step in workspace.journal.iter_steps(run_id):
+            for step in steps():
                 how = "failed" if step["status"] == "failed" else ("replayed" if step["replayed"] else "paid")
                 said = f"  ({step['error']})" if step.get("error") else ("  (cut at its token limit)" if step.get("truncated") else "")
                 out(f"  {how:<8} {step['kind']:<6} {step['name']}{said}\n")
@@ -444,7 +453,7 @@ def show(
             said = f" (HTTP {detail['http_status']})" if detail.get("http_status") else ""
             said += f": {detail['error']}" if detail.get("error") else ""
             out(f"  {effect['effect']}: {effect['status']} after {detail.get('attempts', effect['attempts'])} attempt(s){said}\n")
-        out(_totals_line(summary["totals"]) + "\n")
+        out(_totals_line(counted.result()) + "\n")
 
 
 @cache_app.command("stats")

@@ -810,42 +810,57 @@ class Journal(JournalBase):
             self._db.close()
 
 
-def totals(steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Counts and money over a run's steps (one pass: ``steps`` may be :meth:`JournalBase.iter_steps`)."""
-    calls = paid_count = replayed = failed = batched = 0
-    cost = saved = sync = 0  # as sum() gives it: an int until a float is added
-    unknown = saved_unknown = False
-    for s in steps:
-        calls += 1
+class Totals:
+    """Counts and money over a run's steps, added one step at a time (so a listing that streams the steps
+    can total them in the same pass)."""
+
+    def __init__(self) -> None:
+        self.calls = self.paid = self.replayed = self.failed = self.batched = 0
+        self.cost = self.saved = self.sync = 0  # as sum() gives it: an int until a float is added
+        self.unknown = self.saved_unknown = False
+
+    def add(self, s: dict[str, Any]) -> None:
+        self.calls += 1
         if s["status"] == "failed":
-            failed += 1
+            self.failed += 1
         if s["replayed"]:
-            replayed += 1
-            saved += s["saved_usd"] or 0.0
-            saved_unknown = saved_unknown or s["saved_usd"] is None
+            self.replayed += 1
+            self.saved += s["saved_usd"] or 0.0
+            self.saved_unknown = self.saved_unknown or s["saved_usd"] is None
         elif s["status"] == "completed":
-            paid_count += s.get("paid_times", 1)  # every payment, in every attempt: a step paid twice counts twice
-            cost += s["cost_usd"] or 0.0
-            unknown = unknown or s["cost_usd"] is None
+            self.paid += s.get("paid_times", 1)  # every payment, in every attempt: a step paid twice counts twice
+            self.cost += s["cost_usd"] or 0.0
+            self.unknown = self.unknown or s["cost_usd"] is None
             detail = s.get("detail")
             if detail and "sync_cost_usd" in detail:  # answered through a batch API, at its price
-                batched += 1
-                sync += detail["sync_cost_usd"] or 0.0
+                self.batched += 1
+                self.sync += detail["sync_cost_usd"] or 0.0
             else:
-                sync += s["cost_usd"] or 0.0
-    extra: dict[str, Any] = {}
-    if batched:  # what the same steps would have cost asked one by one
-        extra = {"batched": batched, "sync_cost_usd": None if unknown and not sync else round(sync, 6)}
-    return {
-        "calls": calls,
-        "paid": paid_count,
-        "replayed": replayed,
-        "failed": failed,
-        # An unpriced model's calls make a sum unknown: None when nothing of it is known, else the known
-        # part, with ``cost_complete``/``saved_complete`` false so nobody reads it as the whole.
-        "cost_usd": None if unknown and not cost else round(cost, 6),
-        "saved_usd": None if saved_unknown and not saved else round(saved, 6),
-        "cost_complete": not unknown,
-        "saved_complete": not saved_unknown,
-        **extra,
-    }
+                self.sync += s["cost_usd"] or 0.0
+
+    def result(self) -> dict[str, Any]:
+        unknown, cost, saved = self.unknown, self.cost, self.saved
+        extra: dict[str, Any] = {}
+        if self.batched:  # what the same steps would have cost asked one by one
+            extra = {"batched": self.batched, "sync_cost_usd": None if unknown and not self.sync else round(self.sync, 6)}
+        return {
+            "calls": self.calls,
+            "paid": self.paid,
+            "replayed": self.replayed,
+            "failed": self.failed,
+            # An unpriced model's calls make a sum unknown: None when nothing of it is known, else the known
+            # part, with ``cost_complete``/``saved_complete`` false so nobody reads it as the whole.
+            "cost_usd": None if unknown and not cost else round(cost, 6),
+            "saved_usd": None if self.saved_unknown and not saved else round(saved, 6),
+            "cost_complete": not unknown,
+            "saved_complete": not self.saved_unknown,
+            **extra,
+        }
+
+
+def totals(steps: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Counts and money over a run's steps (one pass: ``steps`` may be :meth:`JournalBase.iter_steps`)."""
+    counted = Totals()
+    for step in steps:
+        counted.add(step)
+    return counted.result()

@@ -87,7 +87,8 @@ class Workspace:
 
     def summary(self, run_id: str, *, with_steps: bool = True) -> dict[str, Any]:
         """What ``research show`` prints: the run, its steps and totals. ``with_steps=False`` leaves
-        ``steps`` None, for a caller that streams them from ``journal.iter_steps`` (a run of thousands)."""
+        ``steps`` and ``totals`` None, for a caller that streams the steps from ``journal.iter_steps`` (a
+        run of thousands) and totals them as it goes (:class:`agent.journal.Totals`)."""
         run = self.journal.get_run(run_id)
         steps = self.journal.steps(run_id) if with_steps else None
         return {
@@ -104,7 +105,7 @@ class Workspace:
             "report": run["report"],
             "models": run["inputs"].get("models", []),
             "steps": steps,
-            "totals": totals(steps if steps is not None else self.journal.iter_steps(run_id)),
+            "totals": totals(steps) if steps is not None else None,
             "waiting": run.get("waiting"),
             "effects": [{k: v for k, v in e.items()} for e in self.journal.effects(run_id)],
             "batches": [{k: b[k] for k in ("id", "stage", "provider", "count", "status", "vendor_id", "detail")}

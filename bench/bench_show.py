@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +22,6 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_memory import measured  # noqa: E402
-from tests.test_scale import _journal_with_steps  # noqa: E402
 
 
 def main() -> None:
@@ -35,13 +35,18 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for count in args.steps:
-            cache = Path(tmp) / f"cache-{count}"
-            _journal_with_steps(cache, "run", count)
+            caches = {}
+            for n, root in enumerate(roots):
+                # Each checkout reads a journal it wrote (an older one cannot open a newer schema).
+                caches[root] = Path(tmp) / f"cache-{count}-{n}"
+                subprocess.run([sys.executable, "-c", "import sys; from tests.test_scale import _journal_with_steps; "
+                                "_journal_with_steps(__import__('pathlib').Path(sys.argv[1]), 'run', int(sys.argv[2]))",
+                                str(caches[root]), str(count)], cwd=root, check=True)
             for form in (["--json"], []):
                 for root in roots:
                     peaks, times = [], []
                     for _ in range(args.repeat):
-                        peak, elapsed, out = measured(["show", "run", "--cache-dir", str(cache), *form], {}, root)
+                        peak, elapsed, out = measured(["show", "run", "--cache-dir", str(caches[root]), *form], {}, root)
                         peaks.append(peak)
                         times.append(elapsed)
                     rows.append((str(root)[-20:], count, "json" if form else "text", max(peaks),

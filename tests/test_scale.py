@@ -152,6 +152,20 @@ def test_show_streams_a_run_of_many_steps_in_order_with_its_totals(tmp_path):
     assert shown["totals"]["failed"] == 1 and abs(shown["totals"]["cost_usd"] - 0.001 * (len(steps) - 1)) < 1e-9
     text = cli("show", "big", "--cache-dir", tmp_path / "cache").stdout
     assert text.count("\n  paid     llm    summarize source") == len(steps) - 1 and "a failed one  (boom)" in text
+    assert text.rstrip().endswith(f"{len(steps)} steps: {len(steps) - 1} paid, 0 replayed, 1 failed; "
+                                  f"cost ${0.001 * (len(steps) - 1):.4f}, saved $0.0000")
+
+    # Streamed and totalled in one pass, the bytes are those of the whole summary dumped at once.
+    import json
+
+    from agent.runs import Workspace
+
+    workspace = Workspace.for_reading(str(tmp_path / "cache"))
+    try:
+        whole = json.dumps(workspace.summary("big"), indent=2, ensure_ascii=False, default=str) + "\n"
+    finally:
+        workspace.close()
+    assert cli("show", "big", "--cache-dir", tmp_path / "cache", "--json").stdout == whole
 
 
 def test_a_full_disk_for_source_texts_is_the_store_error_it_is(tmp_path):
