@@ -389,3 +389,49 @@ def test_more_sources_than_are_read_ahead_go_in_one_summaries_batch(tmp_path, ve
     assert result.exit_code == 0, result.stderr
     jobs = list(vendors.fakes["openai"].jobs.values())
     assert [len(job.lines) for job in jobs] == [20, 1, 1]
+
+
+def test_requests_a_cancelled_batch_never_ran_go_again(tmp_path, vendors):
+    openai = vendors.fakes["openai"]
+    original = openai.new_job
+
+    def cancelled_at_once(prefix, lines, **info):  # someone cancels the first batch at the vendor's console
+        job = original(prefix, lines, **info)
+        if len(openai.jobs) == 1:
+            job.plan = Plan(polls=1, answered=1)
+            openai.cancel(job)
+        return job
+
+    openai.new_job = cancelled_at_once
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "cancelled", "--batch", models=[MODELS[0]]))
+    assert result.exit_code == 0, result.stderr
+    jobs = list(openai.jobs.values())
+    assert jobs[0].end == "cancelled" and [len(j.lines) for j in jobs] == [SOURCES, SOURCES - 1, 1, 1]
+    assert max(vendors.paid_lines().values()) == 1 and vendors.sync_answered() == 0
+    assert f"ended before all its requests ran ({SOURCES - 1} cancelled)" in (tmp_path / "out" / "cancelled.md").read_text()
+
+
+def test_a_batch_that_fails_whole_or_is_refused_is_asked_one_by_one_and_the_report_says_so(tmp_path, vendors):
+    openai = vendors.fakes["openai"]
+    openai.plan(fail="this model is not available in the Batch API")  # the summaries batch fails validation
+    openai.script_batch(None, openai.error(400, "batches are not enabled for this project"), on="create")
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "refused", "--batch", models=[MODELS[0]]))
+    assert result.exit_code == 0, result.stderr
+    assert len(openai.answered) == SOURCES + 1  # the summaries and the analysis, one by one
+    assert len(openai.jobs) == 2  # the failed summaries batch and the synthesis batch
+    report = (tmp_path / "out" / "refused.md").read_text()
+    assert "The summaries batch at openai:gpt-4o-mini failed (this model is not available in the Batch API); " \
+           "its requests were asked one by one at the usual price." in report
+    assert "The batch API of openai:gpt-4o-mini refused the analysis batch" in report
+    shown = totals(tmp_path / "cache", "refused")["totals"]
+    assert shown["batched"] == 1 and shown["paid"] == SOURCES * 2 + 2  # reads, then every model call once
+
+
+def test_a_rejected_key_on_a_batch_stops_the_run_in_one_line(tmp_path, vendors):
+    openai = vendors.fakes["openai"]
+    openai.script_batch(openai.error(401, "Incorrect API key provided: sk-wrong"), on="upload")
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "badkey", "--batch", models=[MODELS[0]]))
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) >= 1 and "OPENAI_API_KEY" in lines[-1] and "Traceback" not in result.stderr
+    assert len(openai.jobs) == 0 and vendors.sync_answered() == 0
