@@ -14,7 +14,8 @@ batch of the same steps:
    tag where the vendor keeps one (OpenAI's metadata, Gemini's display name), else by the time and count
    of requests (Anthropic's), its ``custom_id``s checked when its results arrive;
 3. a later process that needs one of its steps finds the batch by key and waits for it instead: an intent
-   is looked up at the vendor and adopted, or abandoned if no vendor ever accepted it;
+   is looked up at the vendor and adopted, or abandoned if no vendor accepted it (an intent of the last
+   hour is looked up again after ``RESEARCH_BATCH_GRACE`` seconds, 20, for a create still in flight);
 4. the answers, read back by ``custom_id`` (by position for Gemini), are each step's paid result, in the
    same content-addressed store as a synchronous answer; the batch is then ``collected``.
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,6 +51,9 @@ STAGES = {"summarize": "summaries", "analyze": "analysis", "report": "synthesis"
 RESUBMITS = 3
 #: Tries at handing a batch over (each after looking for one the last try may have made).
 SUBMIT_TRIES = 5
+#: An intent younger than this may have a create still on its way to the vendor from a process that
+#: died; older, what the vendor does not have, it never got.
+INFLIGHT_S = 3600.0
 
 stage_var: contextvars.ContextVar[str] = contextvars.ContextVar("batch_stage", default="requests")
 
@@ -98,6 +103,8 @@ class Batcher:
         self.poll_s = _seconds("RESEARCH_BATCH_POLL", 10.0)
         self.poll_cap_s = _seconds("RESEARCH_BATCH_POLL_CAP", 300.0)
         self.linger_s = _seconds("RESEARCH_BATCH_LINGER", 0.5)
+        #: How long a batch not found for an intent is looked for again later (a create in flight at a kill).
+        self.grace_s = _seconds("RESEARCH_BATCH_GRACE", 20.0)
         self._groups: dict[tuple[int, str], _Group] = {}
         self._holds: Counter[str] = Counter()
         self._watches: dict[str, asyncio.Task] = {}
@@ -174,6 +181,11 @@ class Batcher:
         if row["status"] == "submitted":
             return row
         found = await self._find(provider, row)
+        # A create sent just before its process died may still be on its way to the vendor (or an upload
+        # before it, for minutes): give it a moment before deciding that no batch was made, and making one.
+        if found is None and time.time() - row["created_at"] < INFLIGHT_S:
+            await asyncio.sleep(self.grace_s)
+            found = await self._find(provider, row)
         if found is None:
             self.journal.batch_update(row["id"], "abandoned")
             return None

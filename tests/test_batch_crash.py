@@ -14,6 +14,7 @@ and count of requests of the journaled intent.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,34 @@ def test_sigkill_at_each_moment_of_a_batch_then_resume_pays_each_request_once(tm
     assert max(vendors.paid_lines().values()) == 1 and len(fake.batch_answered) == ONE_MODEL
     assert vendors.sync_answered() == 0
     assert batch_status(cache).count("collected") == 3
+
+
+def test_a_create_still_in_flight_when_its_process_died_is_waited_for_not_sent_again(tmp_path, vendors, monkeypatch):
+    """Killed with its create on the wire, a run resumed at once may look for the batch before the vendor
+    has made it. It looks again after a grace, and adopts it."""
+    import threading
+
+    monkeypatch.setenv("RESEARCH_BATCH_GRACE", "2")
+    fake = vendors.fakes["openai"]
+    fake.default_plan = Plan(polls=1)
+    fake.gate("create")
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    proc = research_proc(*run_args(cache, out, "inflight", "--batch", models=[MODELS["openai"]]), env=vendors.env,
+                         cwd=tmp_path)
+    sigkill_when(proc, lambda: fake.received["create"] >= 1, poll=0.01)
+
+    def vendor_gets_to_it() -> None:  # the create is made only after the resumed run first looked
+        deadline = time.monotonic() + 30
+        while fake.received["list"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        fake.ungate("create")
+
+    late = threading.Thread(target=vendor_gets_to_it, daemon=True)
+    late.start()
+    resumed = cli("resume", "inflight", "--cache-dir", str(cache))
+    late.join(timeout=30)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert fake.received["list"] >= 2, "the batch was not looked for again after the grace"
+    assert len(fake.jobs) == 3 and sum(len(job.lines) for job in fake.jobs.values()) == ONE_MODEL
+    assert max(vendors.paid_lines().values()) == 1 and vendors.sync_answered() == 0

@@ -70,6 +70,7 @@ def vendors(monkeypatch):
             "ANTHROPIC_API_KEY": KEYS["anthropic"], "ANTHROPIC_BASE_URL": servers["anthropic"].url,
             "GEMINI_API_KEY": KEYS["gemini"], "GOOGLE_GEMINI_BASE_URL": servers["gemini"].url,
             "RESEARCH_BATCH_POLL": "0.02", "RESEARCH_BATCH_POLL_CAP": "0.1", "RESEARCH_BATCH_LINGER": "0.25",
+            "RESEARCH_BATCH_GRACE": "0.5",
         }
         for name, value in settings.items():
             monkeypatch.setenv(name, value)
