@@ -63,7 +63,7 @@ def custom_id(key: str) -> str:
     return key.rsplit(":", 1)[-1]
 
 
-def _seconds(variable: str, default: float) -> float:
+def _positive(variable: str, default: float) -> float:
     try:
         value = float(env(variable) or default)
     except ValueError:
@@ -100,11 +100,11 @@ class Batcher:
         self.min_size = max(1, int(min_size))
         self.say = say or (lambda line: None)
         self.notes = notes if notes is not None else []
-        self.poll_s = _seconds("RESEARCH_BATCH_POLL", 10.0)
-        self.poll_cap_s = _seconds("RESEARCH_BATCH_POLL_CAP", 300.0)
-        self.linger_s = _seconds("RESEARCH_BATCH_LINGER", 0.5)
+        self.poll_s = _positive("RESEARCH_BATCH_POLL", 10.0)
+        self.poll_cap_s = _positive("RESEARCH_BATCH_POLL_CAP", 300.0)
+        self.linger_s = _positive("RESEARCH_BATCH_LINGER", 0.5)
         #: How long a batch not found for an intent is looked for again later (a create in flight at a kill).
-        self.grace_s = _seconds("RESEARCH_BATCH_GRACE", 20.0)
+        self.grace_s = _positive("RESEARCH_BATCH_GRACE", 20.0)
         self._groups: dict[tuple[int, str], _Group] = {}
         self._holds: Counter[str] = Counter()
         self._watches: dict[str, asyncio.Task] = {}
@@ -173,7 +173,23 @@ class Batcher:
             for entry in fresh:
                 entry.future.set_result(None)
             return
-        await self._submit(provider, stage, fresh)
+        for part in self._parts(provider, fresh):  # within what the vendor takes in one batch
+            await self._submit(provider, stage, part)
+
+    def _parts(self, provider: Any, entries: list[_Entry]) -> list[list[_Entry]]:
+        most = provider.batch_max_requests
+        if env("RESEARCH_BATCH_MAX"):  # a lower limit of the user's own
+            most = min(most, int(_positive("RESEARCH_BATCH_MAX", most)))
+        parts: list[list[_Entry]] = [[]]
+        size = 0
+        for entry in entries:
+            length = len(entry.request.prompt.encode()) + len(entry.request.system.encode()) + 1024
+            if parts[-1] and (len(parts[-1]) >= most or size + length > provider.batch_max_bytes):
+                parts.append([])
+                size = 0
+            parts[-1].append(entry)
+            size += length
+        return parts
 
     async def _resolve(self, provider: Any, row: dict[str, Any]) -> dict[str, Any] | None:
         """A batch found carrying a step this run needs: as it is when submitted; an intent is looked up at

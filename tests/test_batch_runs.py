@@ -436,3 +436,12 @@ def test_a_rejected_key_on_a_batch_stops_the_run_in_one_line(tmp_path, vendors):
     lines = result.stderr.strip().splitlines()
     assert len(lines) >= 1 and "OPENAI_API_KEY" in lines[-1] and "Traceback" not in result.stderr
     assert len(openai.jobs) == 0 and vendors.sync_answered() == 0
+
+
+def test_a_stage_larger_than_a_vendor_takes_at_once_goes_in_several_batches(tmp_path, vendors, monkeypatch):
+    monkeypatch.setenv("RESEARCH_BATCH_MAX", "2")  # as if the vendor took two requests a batch
+    result = cli(*run_args(tmp_path / "cache", tmp_path / "out", "split", "--batch", models=[MODELS[0]]))
+    assert result.exit_code == 0, result.stderr
+    sizes = [len(job.lines) for job in vendors.fakes["openai"].jobs.values()]
+    assert sizes == [2, 2, 1, 1, 1] and max(vendors.lines().values()) == 1
+    assert vendors.sync_answered() == 0

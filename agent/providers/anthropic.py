@@ -58,6 +58,9 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
     key_variables = ("ANTHROPIC_API_KEY",)
     context_window = 200_000
     batch_api = True
+    # Anthropic: 100,000 requests or 256 MB per batch.
+    batch_max_requests = 100_000
+    batch_max_bytes = 250_000_000
 
     @cached_property
     def endpoint(self) -> str:

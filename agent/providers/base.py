@@ -223,6 +223,9 @@ class Provider(ABC):
     # -- the vendor's batch API (half price, answered within a day) -------------------------
     #: Whether this provider's vendor has a batch API the methods below speak.
     batch_api: ClassVar[bool] = False
+    #: The most requests, and about the most bytes of request, the vendor takes in one batch.
+    batch_max_requests: ClassVar[int] = 10_000
+    batch_max_bytes: ClassVar[int] = 20_000_000
 
     async def batch_submit(self, items: list[BatchItem], tag: str) -> str:
         """Hand ``items`` over as one batch tagged ``tag`` (where the vendor keeps a tag); its vendor id.

@@ -76,6 +76,9 @@ class GeminiProvider(SDKProvider["genai.Client"]):
     key_lookup = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     context_window = 1_000_000
     batch_api = True
+    # Gemini: inlined requests up to 20 MB in all per batch.
+    batch_max_requests = 10_000
+    batch_max_bytes = 19_000_000
 
     @cached_property
     def endpoint(self) -> str:

@@ -74,6 +74,9 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
     name = "openai"
     key_variables = ("OPENAI_API_KEY",)
     batch_api = True
+    # OpenAI: 50,000 requests and a 200 MB input file per batch.
+    batch_max_requests = 50_000
+    batch_max_bytes = 190_000_000
     #: Whether this is OpenAI's own API, with its newer parameters and its reasoning models.
     official: ClassVar[bool] = True
     #: What the server said when it refused ``response_format``; later requests go without it.
