@@ -874,3 +874,31 @@ def test_the_password_never_reaches_the_journal_reports_or_messages(pg_server, p
     assert password not in every_text(pg_url)
     for path in (tmp_path / "reports").iterdir():
         assert password not in path.read_text()
+
+
+def test_a_batched_run_waits_and_is_collected_on_postgres(pg_url, tmp_path, monkeypatch):
+    """The batches table on the shared store: handed over by one process, collected by the next."""
+    from tests.servers import serve
+    from tests.servers.openai_batch import OpenAIBatchAPI, Plan
+
+    fake = OpenAIBatchAPI(key="pg-batch-key", default_plan=Plan(polls=10_000))
+    with serve(fake) as server:
+        for name, value in {"OPENAI_API_KEY": "pg-batch-key", "OPENAI_BASE_URL": f"{server.url}/v1",
+                            "RESEARCH_BATCH_POLL": "0.02", "RESEARCH_BATCH_LINGER": "0.25"}.items():
+            monkeypatch.setenv(name, value)
+        args = ["run", QUESTION, "--file", CORPUS, "--run-id", "pgb", "--store", pg_url,
+                "--model", "openai:gpt-4o-mini", "--batch", "--no-wait"]
+        handed = cli_json(*args)
+        assert handed["status"] == "waiting" and handed["continue"] == "research resume pgb"
+        assert pg(pg_url, "SELECT stage, count, status FROM batches WHERE run_id = 'pgb'") == [("summaries", 5, "submitted")]
+        rounds = 0
+        while not Path("reports/pgb.md").exists():
+            rounds += 1
+            assert rounds <= 4
+            for job in fake.jobs.values():
+                job.plan = Plan(polls=0)
+            assert cli("resume", "pgb", "--store", pg_url, "--no-wait").exit_code == 0
+        assert rounds == 3 and len(fake.jobs) == 3 and len(fake.submitted()) == len(set(fake.submitted())) == 7
+        assert pg(pg_url, "SELECT DISTINCT status FROM batches WHERE run_id = 'pgb'") == [("collected",)]
+        shown = cli_json("show", "pgb", "--store", pg_url)
+        assert shown["totals"]["batched"] == 7 and len(fake.answered) == 0
