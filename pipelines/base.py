@@ -198,8 +198,12 @@ class Stages:
         if self.fatal is not None:
             raise self.fatal
         if waits:
+            from agent.errors import BatchWaiting
+
             batcher = self.runtime.batcher
-            raise batcher.waiting() if batcher is not None else waits[0]
+            if batcher is not None and all(isinstance(w, BatchWaiting) for w in waits):
+                raise batcher.waiting()  # every batch handed over so far, with how far each has got
+            raise waits[0]
         return list(results)
 
     # -- models --------------------------------------------------------------------------------
