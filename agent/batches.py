@@ -225,9 +225,10 @@ class Batcher:
         from agent.providers.base import BatchItem
 
         run_id = self.runtime.run_id
-        row = self.journal.batch_intent(f"dr-{uuid.uuid4().hex[:20]}", run_id=run_id, stage=stage,
-                                        provider=provider.model_id, endpoint=provider.endpoint,
-                                        keys=[entry.key for entry in entries])
+        # The batch's id is its tag at the vendor too: the run and the stage it is of, made unique.
+        tag = f"research:{run_id}:{stage}:{uuid.uuid4().hex[:12]}"
+        row = self.journal.batch_intent(tag, run_id=run_id, stage=stage, provider=provider.model_id,
+                                        endpoint=provider.endpoint, keys=[entry.key for entry in entries])
         items = [BatchItem(custom_id(entry.key), entry.request) for entry in entries]
         delay = self.poll_s
         looked = False
