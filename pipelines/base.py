@@ -268,9 +268,10 @@ class Stages:
             limit = min(limit, provider.max_output_tokens)
         request = CompletionRequest(prompt=rendered.user, system=rendered.system, max_tokens=limit,
                                     context=context, offline=rendered.offline, schema=schema)
-        from agent.batches import STAGES, stage_var
+        if self.runtime.batcher is not None:  # this task's calls: one batch per provider and stage
+            from agent.batches import STAGES, stage_var
 
-        stage_var.set(STAGES.get(template, template))  # this task's calls: one batch per provider and stage
+            stage_var.set(STAGES.get(template, template))
         completion, _ = await complete(self.runtime, provider, request, name=name)
         if completion.finish_reason == "length" and limit < min(MAX_RETRY_TOKENS, provider.max_output_tokens or MAX_RETRY_TOKENS):
             # Cut at its limit: asked once more with twice the room (its own step, so it replays too).

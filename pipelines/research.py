@@ -569,9 +569,10 @@ class ResearchWorkflow(Stages):
         todo = [i for i, v in enumerate(verdicts) if v.verdict == "unchecked" and v.passages]
 
         async def judge(i: int) -> dict[str, Any]:
-            from agent.batches import stage_var
+            if self.runtime.batcher is not None:
+                from agent.batches import stage_var
 
-            stage_var.set("claim check")
+                stage_var.set("claim check")
             v = verdicts[i]
             system, user, schema = claimcheck.second_pass_prompt(v.claim, v.passages)
             request = CompletionRequest(prompt=user, system=system, max_tokens=300, schema=schema,
