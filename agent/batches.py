@@ -209,17 +209,29 @@ class Batcher:
         return self.journal.batch(row["id"])
 
     async def _find(self, provider: Any, row: dict[str, Any]) -> str | None:
+        return await self._retrying(lambda: provider.batch_find(
+            row["id"], count=row["count"], created_after=row["created_at"], taken=self.journal.adopted(row["endpoint"])),
+            tries=SUBMIT_TRIES)
+
+    async def _retrying(self, call: Callable[[], Any], *, tries: int | None = None) -> Any:
+        """``await call()``, made again after a retryable ProviderError (a 429, a 5xx, no answer): after the
+        server's wait if it gave one, else a delay doubling up to the poll cap; ``tries`` at most (None:
+        until it answers: a batch does not go away because its vendor was busy for a while)."""
         delay = self.poll_s
-        for attempt in range(SUBMIT_TRIES):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                return await provider.batch_find(row["id"], count=row["count"], created_after=row["created_at"],
-                                                 taken=self.journal.adopted(row["endpoint"]))
+                return await call()
             except ProviderError as exc:
-                if not exc.retryable or attempt == SUBMIT_TRIES - 1:
+                if exc.fatal or not exc.retryable or (tries is not None and attempt >= tries):
                     raise
                 await asyncio.sleep(max(exc.retry_after or 0.0, delay))
                 delay = min(delay * 2, self.poll_cap_s)
-        return None
+
+    def _take(self, batch_id: str) -> list[_Entry]:
+        """The entries waiting on a batch, no longer waiting on it."""
+        return [entry for entries in self._waiters.pop(batch_id, {}).values() for entry in entries]
 
     async def _submit(self, provider: Any, stage: str, entries: list[_Entry]) -> None:
         from agent.providers.base import BatchItem
@@ -230,34 +242,33 @@ class Batcher:
         row = self.journal.batch_intent(tag, run_id=run_id, stage=stage, provider=provider.model_id,
                                         endpoint=provider.endpoint, keys=[entry.key for entry in entries])
         items = [BatchItem(custom_id(entry.key), entry.request) for entry in entries]
-        delay = self.poll_s
-        looked = False
-        vendor_id = None
-        for attempt in range(SUBMIT_TRIES):
-            try:
-                if looked:  # the last try may have made the batch without saying so
-                    vendor_id = await self._find(provider, row)
-                if vendor_id is None:
-                    vendor_id = await provider.batch_submit(items, row["id"])
-                break
-            except ProviderError as exc:
-                if exc.fatal or not exc.retryable:
-                    self.journal.batch_update(row["id"], "failed", detail={"error": exc.one_line()})
-                    if exc.fatal or exc.status in (401, 403):
-                        raise
-                    # Refused as a batch (a model the batch API does not serve): asked one by one instead.
-                    self._once(f"refused {provider.model_id}",
-                               f"the batch API of {provider.model_id} refused the {stage} batch ({exc.message}); "
-                               "its requests were asked one by one at the usual price")
-                    for entry in entries:
-                        entry.future.set_result(None)
-                    return
-                if attempt == SUBMIT_TRIES - 1:
-                    self.journal.batch_update(row["id"], "intent")  # still unknown: the next run looks it up
-                    raise
-                looked = True
-                await asyncio.sleep(max(exc.retry_after or 0.0, delay))
-                delay = min(delay * 2, self.poll_cap_s)
+        tried = False
+
+        async def hand_over() -> str:
+            nonlocal tried
+            if tried:  # the last try may have made the batch without saying so
+                found = await self._find(provider, row)
+                if found is not None:
+                    return found
+            tried = True
+            return await provider.batch_submit(items, row["id"])
+
+        try:
+            vendor_id = await self._retrying(hand_over, tries=SUBMIT_TRIES)
+        except ProviderError as exc:
+            if exc.retryable and not exc.fatal:
+                self.journal.batch_update(row["id"], "intent")  # still unknown: the next run looks it up
+                raise
+            self.journal.batch_update(row["id"], "failed", detail={"error": exc.one_line()})
+            if exc.fatal or exc.status in (401, 403):
+                raise
+            # Refused as a batch (a model the batch API does not serve): asked one by one instead.
+            self._once(f"refused {provider.model_id}",
+                       f"the batch API of {provider.model_id} refused the {stage} batch ({exc.message}); "
+                       "its requests were asked one by one at the usual price")
+            for entry in entries:
+                entry.future.set_result(None)
+            return
         self.journal.batch_update(row["id"], "submitted", vendor_id=vendor_id)
         self.say(f"{stage}: batch of {len(entries)} request{'s' if len(entries) != 1 else ''} handed to "
                  f"{provider.model_id}")
@@ -281,14 +292,12 @@ class Batcher:
         except ForeignBatch as exc:
             # Adopted by count and time, but another's: its requests were never sent, so send them now.
             self.journal.batch_update(row["id"], "abandoned", detail={"error": exc.one_line()})
-            for entries in self._waiters.pop(row["id"], {}).values():
-                for entry in entries:
-                    self._join(provider, row["stage"], entry)
+            for entry in self._take(row["id"]):
+                self._join(provider, row["stage"], entry)
         except BaseException as exc:
-            for entries in self._waiters.pop(row["id"], {}).values():
-                for entry in entries:
-                    if not entry.future.done():
-                        entry.future.set_exception(exc)
+            for entry in self._take(row["id"]):
+                if not entry.future.done():
+                    entry.future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -299,14 +308,7 @@ class Batcher:
         delay = self.poll_s
         seen = None
         while True:
-            try:
-                state = await provider.batch_status(row["vendor_id"])
-            except ProviderError as exc:
-                if exc.fatal or not exc.retryable:
-                    raise
-                await asyncio.sleep(max(exc.retry_after or 0.0, delay))  # a 429 on a poll: wait, poll again
-                delay = min(delay * 2, self.poll_cap_s)
-                continue
+            state = await self._retrying(lambda: provider.batch_status(row["vendor_id"]))  # a 429: wait, poll again
             # The journal knows how many requests it holds (not every vendor says while it runs).
             line = f"{row['stage']}: batch {min(state.done, row['count'])}/{row['count']} done at {provider.model_id}"
             self._progress[row["id"]] = line
@@ -314,35 +316,23 @@ class Batcher:
                 seen = (state.done, state.status)
                 self.say(line)
             if state.status == "ended":
-                return await self._results(provider, row)
+                return await self._retrying(lambda: provider.batch_results(
+                    row["vendor_id"], [custom_id(key) for key in row["keys"]]))
             if state.status == "failed":
                 self.journal.batch_update(row["id"], "failed", detail={"error": state.detail})
                 self._once(f"failed {row['id']}", f"the {row['stage']} batch at {provider.model_id} failed "
                                                   f"({state.detail or 'no reason given'}); its requests were asked "
                                                   "one by one at the usual price")
-                for entries in self._waiters.pop(row["id"], {}).values():
-                    for entry in entries:
-                        entry.future.set_result(None)
+                for entry in self._take(row["id"]):
+                    entry.future.set_result(None)
                 return None
             if not self.wait:
                 waiting = self.waiting()
-                for entries in self._waiters.pop(row["id"], {}).values():
-                    for entry in entries:
-                        entry.future.set_exception(waiting)
+                for entry in self._take(row["id"]):
+                    entry.future.set_exception(waiting)
                 return None
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, self.poll_cap_s)
-
-    async def _results(self, provider: Any, row: dict[str, Any]) -> list[Any]:
-        delay = self.poll_s
-        while True:
-            try:
-                return await provider.batch_results(row["vendor_id"], [custom_id(key) for key in row["keys"]])
-            except ProviderError as exc:
-                if exc.fatal or not exc.retryable:
-                    raise
-                await asyncio.sleep(max(exc.retry_after or 0.0, delay))
-                delay = min(delay * 2, self.poll_cap_s)
 
     def _collect(self, provider: Any, row: dict[str, Any], answers: list[Any]) -> None:
         waiters = self._waiters.pop(row["id"], {})
