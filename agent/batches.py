@@ -158,8 +158,9 @@ class Batcher:
     async def _hand_over(self, provider: Any, stage: str, entries: list[_Entry]) -> None:
         fresh: list[_Entry] = []
         resolved: dict[str, dict[str, Any] | None] = {}
+        carried = self.journal.open_batches_of([entry.key for entry in entries])
         for entry in entries:
-            row = self.journal.open_batch_of(entry.key)
+            row = carried.get(entry.key)
             if row is not None and row["id"] not in resolved:
                 resolved[row["id"]] = await self._resolve(provider, row)
             row = resolved.get(row["id"]) if row is not None else None

@@ -396,14 +396,18 @@ def journal_scenario(location) -> dict:
 
         j = ws.journal  # batches: an intent, then the vendor's id; found by key until collected
         j.batch_intent("b1", run_id="r1", stage="summaries", provider="openai:m", endpoint="http://e", keys=["ka", "kb"])
-        out["batch_open_intent"] = j.open_batch_of("kb")["status"]
+        out["batch_open_intent"] = j.open_batches_of(["kb", "kz"])["kb"]["status"]
         j.batch_update("b1", "submitted", vendor_id="vend-1", detail={"done": 1})
         b1 = j.batch("b1")
         out["batch_submitted"] = (b1["status"], b1["vendor_id"], b1["keys"], b1["count"], b1["detail"],
                                   b1["submitted_at"] is not None)
         out["batch_adopted"] = sorted(j.adopted("http://e"))
         j.batch_update("b1", "collected")
-        out["batch_after"] = (j.open_batch_of("ka"), [b["status"] for b in j.batches("r1")])
+        out["batch_after"] = (j.open_batches_of(["ka"]).get("ka"), [b["status"] for b in j.batches("r1")])
+        many = [f"m{i}" for i in range(2 * j.KEYS_AT_ONCE + 3)]  # asked about in three statements
+        j.batch_intent("b2", run_id="r1", stage="analysis", provider="openai:m", endpoint="http://e", keys=many)
+        found = j.open_batches_of(["nope", *many])
+        out["batch_many"] = (len(found), {b["id"] for b in found.values()}, "nope" in found)
         out["runs"] = [(r["run_id"], r["status"]) for r in ws.journal.list_runs()]
         with pytest.raises(UsageError) as unknown:
             ws.journal.get_run("nope")
@@ -423,6 +427,7 @@ def test_the_postgresql_journal_decides_as_the_local_one(pg_url, tmp_path):
     assert [s["paid_times"] for s in shared["r1_steps"]] == [1, 1]
     assert local["batch_submitted"][:3] == ("submitted", "vend-1", ["ka", "kb"])
     assert local["batch_after"] == (None, ["collected"])
+    assert local["batch_many"] == (2 * 500 + 3, {"b2"}, False)
 
 
 def test_results_replay_pin_and_go_stale_as_in_the_local_store(pg_url, monkeypatch):
