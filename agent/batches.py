@@ -210,9 +210,11 @@ class Batcher:
         return self.journal.batch(row["id"])
 
     async def _find(self, provider: Any, row: dict[str, Any]) -> str | None:
-        return await self._retrying(lambda: provider.batch_find(
-            row["id"], count=row["count"], created_after=row["created_at"], taken=self.journal.adopted(row["endpoint"])),
-            tries=SUBMIT_TRIES)
+        def find() -> Any:
+            return provider.batch_find(row["id"], count=row["count"], created_after=row["created_at"],
+                                       taken=self.journal.adopted(row["endpoint"]))
+
+        return await self._retrying(find, tries=SUBMIT_TRIES)
 
     async def _retrying(self, call: Callable[[], Any], *, tries: int | None = None) -> Any:
         """``await call()``, made again after a retryable ProviderError (a 429, a 5xx, no answer): after the

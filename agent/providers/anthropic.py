@@ -26,7 +26,6 @@ from agent.config import env
 from agent.errors import ProviderError
 from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
-    ForeignBatch,
     BatchAnswer,
     BatchItem,
     BatchState,
@@ -34,6 +33,7 @@ from agent.providers.base import (
     body_message,
     empty_answer,
     http_error,
+    in_order,
     normalize_base_url,
     clip_message,
     schema_name,
@@ -168,13 +168,8 @@ class AnthropicProvider(SDKProvider["anthropic.AsyncAnthropic"]):
         client = await self.ready_client()
         with self._mapped():
             lines = [line async for line in await client.messages.batches.results(vendor_id)]
-        wanted = set(custom_ids)
-        found: dict[str, BatchAnswer] = {}
-        for line in lines:
-            if line.custom_id not in wanted:
-                raise ForeignBatch(self, vendor_id, f"it answers {line.custom_id!r}, never sent")
-            found[line.custom_id] = self._batch_answer(line.custom_id, line.result)
-        return [found.get(cid) or BatchAnswer(cid, unanswered="missing") for cid in custom_ids]
+        answers = (self._batch_answer(line.custom_id, line.result) for line in lines)
+        return in_order(self, vendor_id, custom_ids, answers)
 
     def _batch_answer(self, custom_id: str, result: Any) -> BatchAnswer:
         """One batch result as the answer to its request."""

@@ -25,7 +25,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Iterable, Mapping, TypeVar
 
 from agent.config import Limits, env
 from agent.errors import AuthError, MissingKeyError, ProviderError
@@ -100,6 +100,20 @@ class BatchAnswer:
     completion: Completion | None = None
     error: ProviderError | None = None
     unanswered: str | None = None
+
+
+def in_order(provider: "Provider", vendor_id: str, custom_ids: list[str], answers: Iterable[BatchAnswer], *,
+             unanswered: str = "missing") -> list[BatchAnswer]:
+    """Answers read back in the vendor's order, as one per request of ``custom_ids``, in that order; a
+    request the results do not hold is ``unanswered``. An answer to a request never sent means the batch
+    is not this run's (:class:`ForeignBatch`)."""
+    wanted = set(custom_ids)
+    found: dict[str, BatchAnswer] = {}
+    for answer in answers:
+        if answer.custom_id not in wanted:
+            raise ForeignBatch(provider, vendor_id, f"it answers {answer.custom_id!r}, never sent")
+        found[answer.custom_id] = answer
+    return [found.get(cid) or BatchAnswer(cid, unanswered=unanswered) for cid in custom_ids]
 
 
 class Provider(ABC):

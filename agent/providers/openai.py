@@ -33,7 +33,6 @@ from agent.config import env
 from agent.errors import ProviderError, UsageError
 from agent.llm import Completion, CompletionRequest, Usage, normalize_finish_reason
 from agent.providers.base import (
-    ForeignBatch,
     BatchAnswer,
     BatchItem,
     BatchState,
@@ -41,6 +40,7 @@ from agent.providers.base import (
     body_message,
     empty_answer,
     http_error,
+    in_order,
     normalize_base_url,
     clip_message,
     schema_name,
@@ -202,15 +202,10 @@ class OpenAIProvider(SDKProvider["openai.AsyncOpenAI"]):
             batch = await client.batches.retrieve(vendor_id)
             files = [(await client.files.content(file_id)).text
                      for file_id in (batch.output_file_id, batch.error_file_id) if file_id]
-        wanted = set(custom_ids)
-        found: dict[str, BatchAnswer] = {}
-        for line in (line for text in files for line in _jsonl(self, vendor_id, text)):
-            custom_id = str(line.get("custom_id"))
-            if custom_id not in wanted:
-                raise ForeignBatch(self, vendor_id, f"it answers {custom_id!r}, never sent")
-            found[custom_id] = self._batch_answer(custom_id, line)
-        unanswered = _UNANSWERED.get(batch.status, "missing")
-        return [found.get(cid) or BatchAnswer(cid, unanswered=unanswered) for cid in custom_ids]
+        lines = (line for text in files for line in _jsonl(self, vendor_id, text))
+        return in_order(self, vendor_id, custom_ids,
+                        (self._batch_answer(str(line.get("custom_id")), line) for line in lines),
+                        unanswered=_UNANSWERED.get(batch.status, "missing"))
 
     def _batch_answer(self, custom_id: str, line: Mapping[str, Any]) -> BatchAnswer:
         """One line of a batch's output or error file as the answer to its request."""
