@@ -21,22 +21,17 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from tests.servers import Reply, Request
 from tests.servers.anthropic_api import AnthropicAPI
-from tests.servers.openai_batch import BatchBook, Job, Line, Outcome, page, query
+from tests.servers.openai_batch import BatchBook, Job, Line, Outcome, iso_time, page, query
 
 _ROUTE = re.compile(r"^/v1/messages/batches(?:/([^/]+))?(?:/(cancel|results))?$")
 _RESULT = {"answered": "succeeded", "failed": "errored", "expired": "expired", "cancelled": "canceled"}
 
-
-def _when(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class AnthropicBatchAPI(BatchBook, AnthropicAPI):
@@ -129,8 +124,8 @@ class AnthropicBatchAPI(BatchBook, AnthropicAPI):
         host = request.headers.get("host", "127.0.0.1")
         return {
             "id": job.id, "type": "message_batch", "processing_status": status, "request_counts": counts,
-            "created_at": _when(job.created), "expires_at": _when(job.created + timedelta(days=1).total_seconds()),
-            "ended_at": _when(job.ended), "cancel_initiated_at": _when(job.cancel_asked), "archived_at": None,
+            "created_at": iso_time(job.created), "expires_at": iso_time(job.created + timedelta(days=1).total_seconds()),
+            "ended_at": iso_time(job.ended), "cancel_initiated_at": iso_time(job.cancel_asked), "archived_at": None,
             "results_url": f"http://{host}/v1/messages/batches/{job.id}/results" if job.end else None,
         }
 

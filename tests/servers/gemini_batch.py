@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 from tests.servers import Reply, Request
 from tests.servers.gemini_api import GeminiAPI
-from tests.servers.openai_batch import BatchBook, Job, Line, page, query
+from tests.servers.openai_batch import BatchBook, Job, Line, iso_time, page, query
 
 _CREATE = re.compile(r"^/(v1(?:beta|alpha)?)/models/([^/:?]+):batchGenerateContent$")
 _BATCHES = re.compile(r"^/(v1(?:beta|alpha)?)/batches(?:/([^/:?]+))?(?::(cancel))?$")
@@ -43,11 +42,6 @@ _GRPC = {"INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5, "PERMISS
 _UNRUN = {"expired": (4, "The batch expired before this request was run."),
           "cancelled": (1, "The batch was cancelled before this request was run.")}
 
-
-def _when(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class GeminiBatchAPI(BatchBook, GeminiAPI):
@@ -132,11 +126,11 @@ class GeminiBatchAPI(BatchBook, GeminiAPI):
             "@type": f"type.googleapis.com/google.ai.generativelanguage.{version}.GenerateContentBatch",
             "name": f"batches/{job.id}", "model": f"models/{job.info['model']}",
             "displayName": job.info.get("display_name"), "state": state, "batchStats": counts,
-            "createTime": _when(job.created), "updateTime": _when(job.ended or job.created),
+            "createTime": iso_time(job.created), "updateTime": iso_time(job.ended or job.created),
         }
         operation: dict[str, Any] = {"name": f"batches/{job.id}", "metadata": metadata, "done": job.end is not None}
         if job.end is not None:
-            metadata["endTime"] = _when(job.ended)
+            metadata["endTime"] = iso_time(job.ended)
         output = self.output(job)
         if output is not None:
             metadata["output"] = output

@@ -37,6 +37,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import parse_qs, urlsplit
 
@@ -265,6 +266,13 @@ class BatchBook:
         if self.rejects_schema and self.requested_schema(line.request) is not None:  # type: ignore[attr-defined]
             return self.error(400, "structured output is not supported by this server")  # type: ignore[attr-defined]
         return self.answer()(line.model, line.request)  # type: ignore[attr-defined]
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """A UNIX time as the RFC 3339 text the vendors' batch objects carry (``None`` stays ``None``)."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def query(request: Request) -> dict[str, str]:
