@@ -124,7 +124,8 @@ class AnthropicBatchAPI(BatchBook, AnthropicAPI):
         host = request.headers.get("host", "127.0.0.1")
         return {
             "id": job.id, "type": "message_batch", "processing_status": status, "request_counts": counts,
-            "created_at": iso_time(job.created), "expires_at": iso_time(job.created + timedelta(days=1).total_seconds()),
+            "created_at": iso_time(job.created),
+            "expires_at": iso_time(job.created + timedelta(days=1).total_seconds()),
             "ended_at": iso_time(job.ended), "cancel_initiated_at": iso_time(job.cancel_asked), "archived_at": None,
             "results_url": f"http://{host}/v1/messages/batches/{job.id}/results" if job.end else None,
         }
