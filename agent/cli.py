@@ -147,10 +147,23 @@ class Interrupted(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _interruptible(run_id: str | None) -> Iterator[None]:
-    """SIGTERM ends a run the way Ctrl-C does (completed steps kept, the run marked interrupted)."""
+    """SIGTERM ends a run the way Ctrl-C does (completed steps kept, the run marked interrupted).
+
+    During a run (:func:`agent.interrupts.run`) the signal cancels the run's main task from inside its
+    loop, which unwinds the run through its own handlers; a second SIGTERM, or one outside a run,
+    stops at once."""
+    import asyncio
     import signal
 
+    from agent import interrupts
+
+    terminated: list[bool] = []
+
     def on_term(signum: int, frame: Any) -> None:
+        if not terminated:
+            terminated.append(True)
+            if interrupts.cancel_running():
+                return
         raise Interrupted(run_id, terminated=True)
 
     try:
@@ -160,6 +173,10 @@ def _interruptible(run_id: str | None) -> Iterator[None]:
     try:
         yield
     except Interrupted:
+        raise
+    except asyncio.CancelledError:
+        if terminated:
+            raise Interrupted(run_id, terminated=True) from None
         raise
     except KeyboardInterrupt:
         raise Interrupted(run_id) from None
@@ -181,8 +198,8 @@ def _run(pipeline: Any, inputs: Any, options: Any, *, as_json: bool, quiet: bool
     with _progress(quiet, as_json) as progress:
         try:
             with _interruptible(options.run_id):
-                import asyncio
-                result = asyncio.run(execute(pipeline, inputs, options, progress=progress, warn=_warn, wait=wait,
+                from agent import interrupts
+                result = interrupts.run(execute(pipeline, inputs, options, progress=progress, warn=_warn, wait=wait,
                                              say=None if quiet else _say))
         except RunWaiting as exc:  # not a failure: the run waits, durably, for a person or a vendor's batch
             if as_json:

@@ -67,14 +67,17 @@ def _exit_code(outcomes: list[Any]) -> int:
 
 
 def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: bool = True,
-             say=_out) -> list[Any]:
-    """Run each report whose latest slot at ``now`` is not completed; older missed slots are skipped."""
+             say=_out, stop: threading.Event | None = None) -> list[Any]:
+    """Run each report whose latest slot at ``now`` is not completed; older missed slots are skipped.
+    A set ``stop`` (the server asked to stop) ends the round before the next report."""
     from agent.runs import Workspace
     from agent.schedule import latest_slot, slot_label, slots_between
     from pipelines.scheduled import run_slot, slot_run_id
 
     outcomes = []
     for spec in reports.reports.values():
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
         slot = latest_slot(spec.schedule, spec.timezone, now)
         run_id = slot_run_id(spec, slot, cache_dir=cache_dir)
         workspace = Workspace.open(cache_dir)
@@ -100,9 +103,9 @@ def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: b
                 shown = ", ".join(slot_label(s) for s in missed[:5]) + (", ..." if len(missed) > 5 else "")
                 say(f"{spec.name}: skipped {len(missed)} missed slot{'s' if len(missed) != 1 else ''} ({shown});"
                     f" only the latest, {slot_label(slot)}, runs")
-        import asyncio
+        from agent import interrupts
         # A batched slot never holds up the schedule: handed over now, collected by a later 'due'.
-        outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir, wait=False))
+        outcome = interrupts.run(run_slot(spec, slot, cache_dir=cache_dir, wait=False))
         say(outcome.line())
         outcomes.append(outcome)
     return outcomes
@@ -128,8 +131,8 @@ def continue_report(run: dict[str, Any], *, config: str | None, cache_dir: str |
     except UsageError as exc:
         sys.stderr.write(f"note: no webhook will be told of {run['run_id']}: {exc.message}\n")
     with _progress(quiet, as_json) as progress:
-        import asyncio
-        outcome = asyncio.run(continue_slot(run["run_id"], cache_dir=cache_dir, webhook=webhook, progress=progress,
+        from agent import interrupts
+        outcome = interrupts.run(continue_slot(run["run_id"], cache_dir=cache_dir, webhook=webhook, progress=progress,
                                             **overrides))
     _finish(outcome, as_json)
 
@@ -181,8 +184,8 @@ def report_run(
                 raise UsageError(f"--at {at!r}: {exc}", hint="give 2026-11-23, 2026-11-23T06:00 or 2026-11-23T06:00Z") from None
         slot = latest_slot(spec.schedule, spec.timezone, when)
         with _progress(quiet, as_json) as progress:
-            import asyncio
-            outcome = asyncio.run(run_slot(spec, slot, cache_dir=cache_dir, progress=progress, wait=not no_wait))
+            from agent import interrupts
+            outcome = interrupts.run(run_slot(spec, slot, cache_dir=cache_dir, progress=progress, wait=not no_wait))
         _finish(outcome, as_json)
 
 
@@ -236,9 +239,13 @@ def report_serve(
         busy = threading.Event()
 
         def on_term(signum: int, frame: Any) -> None:
+            from agent import interrupts
+
+            first = not stop.is_set()
             stop.set()
-            if busy.is_set():
-                raise KeyboardInterrupt  # a run in progress: stop it now, durably; the slot resumes later
+            # A run in progress: stop it now, durably (cancelled from inside its loop); the slot resumes later.
+            if busy.is_set() and not (first and interrupts.cancel_running()):
+                raise KeyboardInterrupt
 
         previous = signal.signal(signal.SIGTERM, on_term)
         try:
@@ -246,7 +253,7 @@ def report_serve(
             while not stop.is_set():
                 busy.set()
                 try:
-                    outcomes = _run_due(reports, _now(None), cache_dir=cache_dir)
+                    outcomes = _run_due(reports, _now(None), cache_dir=cache_dir, stop=stop)
                 finally:
                     busy.clear()
                 now = _now(None)
@@ -259,8 +266,10 @@ def report_serve(
                 while not stop.is_set() and _now(None) < upcoming[0]:
                     stop.wait(min(30.0, max(0.05, (upcoming[0] - _now(None)).total_seconds())))
             _out("stopped")
-        except KeyboardInterrupt:
-            if not stop.is_set():
+        except BaseException as exc:
+            import asyncio
+
+            if not isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) or not stop.is_set():
                 raise
             from agent.cli import _err
 

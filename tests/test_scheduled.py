@@ -555,6 +555,33 @@ def test_serve_runs_the_due_slot_then_sleeps_and_stops_on_sigterm(tmp_path):
     assert (tmp_path / "reports" / "served" / f"{slot:%Y-%m-%d}.md").exists()
 
 
+def test_serve_stopped_by_sigterm_during_a_run_keeps_its_steps_and_says_so_in_one_line(tmp_path):
+    corpus = notes(tmp_path / "notes", **NOTES_V1)
+    write_config({"served": {"question": Q, "files": [str(corpus)], "schedule": "0 6 * * *"}},
+                 tmp_path / "research.toml")
+    env = subprocess_env(RESEARCH_CACHE_DIR=str(cache()), RESEARCH_LOCAL_LATENCY="0.5")
+    proc = research_proc("report", "serve", env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (cache() / "journal.sqlite3").exists() or not journal(
+                "SELECT 1 FROM events WHERE status = 'completed' LIMIT 1"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # the slot's run is under way: its first steps are done
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines() == [
+        "error: stopped during a run; its completed steps are kept and the slot resumes at the next start"], err
+    (run_id, status), = journal("SELECT run_id, status FROM runs")
+    assert status == "interrupted"
+    kept = journal("SELECT COUNT(*) FROM events WHERE run_id = ? AND status = 'completed'", run_id)[0][0]
+    assert kept >= 1
+
+
 # -- 9. bad config -----------------------------------------------------------------------------
 
 GOOD = {"question": Q, "urls": ["https://example.org/heat"], "schedule": "0 6 * * *"}

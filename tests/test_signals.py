@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
+
+import pytest
 
 from tests.conftest import subprocess_env
 from tests.helpers import completed_events, research_proc, research_run
@@ -41,6 +45,47 @@ def test_sigterm_says_which_run_to_resume_and_the_run_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     attempt = json.loads(resumed.stdout)["totals"]["this_attempt"]
     assert attempt["replayed"] >= paid_before  # nothing completed before the signal was paid again
+
+
+# A signal handler runs in whatever the main thread is doing: here, inside one of the run's own tasks
+# (os.kill delivers the signal to this process before it returns), the moment that once tore the loop
+# down with the run's other tasks pending.
+SIGNAL_IN_A_TASK = """
+import asyncio, os, signal, sys
+from agent import interrupts
+from agent.cli import Interrupted, _interruptible
+
+async def child(i):
+    if i == 3:
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        sum(range(1000))  # still this task's step when the handler runs
+    await asyncio.sleep(30)
+
+async def main():
+    tasks = [asyncio.ensure_future(child(i)) for i in range(8)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        print("unwound", file=sys.stderr)
+
+try:
+    with _interruptible("r1"):
+        interrupts.run(main())
+except Interrupted as exc:
+    print(exc.what, exc.run_id, exc.exit_code)
+"""
+
+
+@pytest.mark.parametrize("name, what, code", [("SIGTERM", "terminated (SIGTERM)", 143), ("SIGINT", "interrupted", 130)])
+def test_a_signal_inside_a_task_unwinds_the_whole_run_once(name, what, code):
+    done = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_TASK, name], capture_output=True, text=True,
+                          timeout=60, env=subprocess_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == f"{what} r1 {code}"
+    assert done.stderr == "unwound\n"  # once, and nothing destroyed pending, nothing never awaited
 
 
 def test_a_second_process_on_a_live_run_refuses_and_pays_nothing(tmp_path):
