@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import diskcache
 from diskcache.core import MODE_PICKLE, MODE_RAW, UNKNOWN
 
+from agent import jsontext
 from agent.errors import StoreError
 from agent.keys import content_hash
 
@@ -85,8 +86,8 @@ def encode_record(record: dict[str, Any]) -> bytes:
 def _loads(raw: bytes | str) -> Any:
     if type(raw) is bytes:
         try:
-            # What the stores write is UTF-8; decoding it first spares json.loads guessing the encoding.
-            return json.loads(raw.decode("utf-8"))
+            # What the stores write is UTF-8: read as such (orjson where it reads what json reads).
+            return jsontext.loads(raw)
         except ValueError:
             pass  # json.loads reads UTF-16 and UTF-32 bytes, and a BOM, too: let it judge
     return json.loads(raw)
