@@ -43,6 +43,8 @@ class Prompts:
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(dirs), undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False, autoescape=False,
+            # A run reads each template once: it is not looked at on disk again for every prompt.
+            auto_reload=False,
         )
 
     def render(self, name: str, **variables: Any) -> tuple[str, str]:
