@@ -20,10 +20,13 @@ def _norm(line: str) -> str:
 
 def tidy(text: str) -> tuple[str, list[str]]:
     """``text`` without repeated lines and lines of bare citations, and what was removed, in words."""
+    lines = text.splitlines()
+    if len(lines) == 1 and not _BARE_CITATIONS.match(lines[0]):
+        return lines[0].strip(), []  # one line repeats nothing: as the loop below would leave it
     kept: list[str] = []
     seen: set[str] = set()
     repeated = bare = 0
-    for line in text.splitlines():
+    for line in lines:
         if _BARE_CITATIONS.match(line):
             bare += 1
             continue

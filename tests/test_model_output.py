@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agent.answers import tidy
 from tests.helpers import CORPUS, QUESTION, cli, cli_json
 from tests.servers import serve
@@ -66,3 +68,15 @@ def test_truncated_looping_and_headless_answers_are_repaired_and_said(tmp_path, 
     assert shown.exit_code == 0 and shown.stdout.count("(cut at its token limit)") == len(first)
     # The offline banner belongs to reports the offline model wrote, not to every run it took part in.
     assert "Made with `local:extractive`" not in report
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("  One line of summary with [1] in it.  \n", ("One line of summary with [1] in it.", [])),
+    ("One line\r\n", ("One line", [])),
+    ("[1] [2] [3]", ("", ["1 line of bare citation numbers was removed"])),
+    ("", ("", [])),
+    ("Same five words here now.\nSame five words here now!", ("Same five words here now.", [
+        "it repeated itself; 1 repeated line was removed"])),
+])
+def test_tidy_of_one_line_and_of_several(text, expected):
+    assert tidy(text) == expected
