@@ -339,16 +339,30 @@ class Batcher:
 
     def _collect(self, provider: Any, row: dict[str, Any], answers: list[Any]) -> None:
         waiters = self._waiters.pop(row["id"], {})
+        try:
+            self._hand_out(provider, row, answers, waiters)
+        except BaseException as exc:  # a store that cannot take an answer: every step still waiting hears it
+            for entries in waiters.values():
+                for entry in entries:
+                    if not entry.future.done():
+                        entry.future.set_exception(exc)
+            raise
+
+    def _hand_out(self, provider: Any, row: dict[str, Any], answers: list[Any],
+                  waiters: dict[str, list[_Entry]]) -> None:
         counts: Counter[str] = Counter()
         again: list[_Entry] = []
         for key, answer in zip(row["keys"], answers):
+            if answer.completion is not None:
+                # Stored before any step hears of it: if the store cannot take it (a full disk), the batch
+                # is not marked collected, and the next run downloads its answers again instead of paying
+                # for its requests a second time.
+                self._keep(provider, row, key, answer.completion)
             entries = waiters.pop(key, [])
             if answer.completion is not None:
                 counts["answered"] += 1
                 for entry in entries:
                     entry.future.set_result((answer.completion, row["id"]))
-                if not entries:
-                    self._keep(provider, row, key, answer.completion)
             elif answer.error is not None:
                 counts["failed"] += 1
                 for entry in entries:
@@ -370,8 +384,9 @@ class Batcher:
             self._join(provider, row["stage"], entry)
 
     def _keep(self, provider: Any, row: dict[str, Any], key: str, completion: Completion) -> None:
-        """An answer no step of this process waits for (its run stopped before asking again): kept, so
-        nobody pays for it again."""
+        """A batch's answer, stored as it comes: the step waiting for it stores it again as its own paid
+        result, and an answer no step of this process waits for (its run stopped before asking again)
+        is kept all the same, so nobody pays for it again."""
         from dataclasses import asdict
 
         from agent.pricing import cost_of

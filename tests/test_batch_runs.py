@@ -445,3 +445,62 @@ def test_a_stage_larger_than_a_vendor_takes_at_once_goes_in_several_batches(tmp_
     sizes = [len(job.lines) for job in vendors.fakes["openai"].jobs.values()]
     assert sizes == [2, 2, 1, 1, 1] and max(vendors.lines().values()) == 1
     assert vendors.sync_answered() == 0
+
+
+def test_a_full_disk_while_collecting_stops_in_one_line_and_the_batch_is_collected_again_not_resent(tmp_path, vendors):
+    """The cache's files may not grow past a limit (RLIMIT_FSIZE, as on a full disk) while a resumed run
+    collects a finished batch: it stops with one line naming the cache. With room again, the next resume
+    downloads the same batch's answers again (free) instead of paying for its requests a second time."""
+    import resource
+    import shutil
+    import subprocess
+    import sys
+
+    for fake in vendors.fakes.values():
+        fake.default_plan = Plan(polls=10_000)
+    warm, out = tmp_path / "warm", tmp_path / "out"
+    handed = cli(*run_args(warm, out, "disk", "--batch", "--no-wait", models=["openai:gpt-4o-mini"]))
+    assert handed.exit_code == 0, handed.stderr
+    vendors.end_all()  # the summaries batch is done at the vendor; nothing of it is stored yet
+    base = max([p.stat().st_size for p in warm.iterdir() if p.is_file()] + [32768])
+
+    def resume(cache, limit=None):
+        def small_disk():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        return subprocess.run([sys.executable, "-m", "agent", "resume", "disk", "--cache-dir", str(cache), "--quiet"],
+                              env=vendors.env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              preexec_fn=small_disk if limit else None)
+
+    openai = vendors.servers["openai"]
+    tried = []
+    for step in range(1, 60):  # from tight to roomy: the first limit under which the run collects, then fails
+        cache = tmp_path / f"cache-{step}"
+        shutil.copytree(warm, cache)
+        openai.clear()
+        full = resume(cache, base + step * 4096)
+        collected = any(r.path.endswith("/content") for r in list(openai.requests))
+        if full.returncode == 1 and collected:
+            break
+        tried.append((step, full.returncode, collected))
+        shutil.rmtree(cache)
+    else:
+        pytest.fail(f"no file-size limit made the run fail after it downloaded the answers: {tried}")
+    lines = full.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(cache) in lines[0] and "Traceback" not in full.stderr, full.stderr
+    assert "stopped before paying for more" in lines[0] or "cannot write to the cache" in lines[0], lines[0]
+
+    submitted = sum(vendors.lines().values())
+    for fake in vendors.fakes.values():
+        fake.default_plan = Plan(polls=1)  # the batches of the stages still to come end soon
+    done = resume(cache)
+    assert done.returncode == 0, done.stderr
+    assert (out / "disk.md").exists()
+    lines = vendors.lines()
+    assert max(lines.values()) == 1, "a request was submitted twice"
+    assert sum(lines.values()) - submitted == 2  # only the analysis and the synthesis, each in its own batch
+    assert vendors.sync_answered() == 0
+    shown = totals(cache, "disk")
+    assert shown["status"] == "completed" and shown["totals"]["failed"] == 0
+    # Answers stored before the journal could say so replay: the step list still holds every summary.
+    assert sum(1 for s in shown["steps"] if s["name"].startswith("summarize")) == SOURCES
