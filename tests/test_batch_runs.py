@@ -504,3 +504,32 @@ def test_a_full_disk_while_collecting_stops_in_one_line_and_the_batch_is_collect
     assert shown["status"] == "completed" and shown["totals"]["failed"] == 0
     # Answers stored before the journal could say so replay: the step list still holds every summary.
     assert sum(1 for s in shown["steps"] if s["name"].startswith("summarize")) == SOURCES
+
+
+@pytest.mark.parametrize("no_wait", [False, True], ids=["waiting", "no-wait"])
+def test_two_runs_that_need_the_same_answers_at_once_send_each_request_once(tmp_path, vendors, no_wait):
+    """Two runs (two ids: a teammate's and a scheduler's) over the same sources and model start together
+    on one cache. Whichever claims a step first hands it to a batch; the other waits for that step or
+    finds its batch, and every request reaches the vendor once, in a batch."""
+    from tests.helpers import research_proc
+
+    cache = tmp_path / "cache"
+    extra = ["--batch", "--no-wait"] if no_wait else ["--batch"]
+    procs = [research_proc(*run_args(cache, tmp_path / f"out-{name}", name, *extra, models=["openai:gpt-4o-mini"]),
+                           env=vendors.env, cwd=tmp_path) for name in ("mine", "theirs")]
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    rounds = 0
+    while no_wait and not all((tmp_path / f"out-{name}" / f"{name}.md").exists() for name in ("mine", "theirs")):
+        rounds += 1
+        assert rounds <= 6, "the runs never finished"
+        for name in ("mine", "theirs"):
+            if not (tmp_path / f"out-{name}" / f"{name}.md").exists():
+                step = cli("resume", name, "--cache-dir", str(cache), "--no-wait")
+                assert step.exit_code == 0, step.stderr
+    lines = vendors.lines()
+    assert max(lines.values()) == 1, "a request was submitted twice"
+    assert sum(lines.values()) == SOURCES + 2  # the summaries, one analysis, the synthesis
+    assert vendors.sync_answered() == 0
+    assert body(tmp_path / "out-mine" / "mine.md") == body(tmp_path / "out-theirs" / "theirs.md")
