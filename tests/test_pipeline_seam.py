@@ -51,6 +51,20 @@ def test_a_journal_of_the_first_release_opens_and_migrates(old_cache):
     assert stats["entries"] == 12  # the old results are still readable
 
 
+def test_a_migrated_journal_indexes_events_by_run_in_order_and_reads_them_through_it(old_cache):
+    cli_json("show", "old-release", "--cache-dir", old_cache)  # opened, so migrated
+    conn = sqlite3.connect(old_cache / "journal.sqlite3")
+    try:
+        indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'"
+                                                    " AND tbl_name = 'events'")}
+        plan = " ".join(str(row) for row in conn.execute("EXPLAIN QUERY PLAN SELECT key FROM events"
+                                                         " WHERE run_id = ? ORDER BY id", ("old-release",)))
+    finally:
+        conn.close()
+    assert "events_run_order" in indexes and "events_run" not in indexes  # inserts no longer sort by key
+    assert "events_run_order" in plan
+
+
 def test_two_processes_opening_an_old_journal_migrate_it_once(old_cache):
     errors: list[BaseException] = []
 

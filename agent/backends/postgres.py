@@ -148,9 +148,13 @@ _SCHEMA_2 = (
     )""",
 )
 
+#: Events are found by run and written in order (``events_run_order``); the index by step key only cost
+#: every insert.
+_SCHEMA_3 = ("DROP INDEX IF EXISTS events_run",)
+
 #: Migration ``n`` (1-based) takes the database from schema ``n - 1`` to ``n``; ``research_schema``
 #: holds the version it is at.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_1, _SCHEMA_2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_1, _SCHEMA_2, _SCHEMA_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: Advisory lock classes (the first of the two-int form) for what transactions decide about; the
