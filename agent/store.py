@@ -170,6 +170,15 @@ def damaged(path: Path, exc: BaseException) -> StoreError:
     )
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` as (device, inode), or ``None`` when there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def _is_damage(exc: BaseException) -> bool:
     return "malformed" in str(exc) or "not a database" in str(exc)
 
@@ -203,6 +212,19 @@ class Store:
                 hint="pass --cache-dir (or RESEARCH_CACHE_DIR) to use another directory, or move this one aside",
             ) from exc
         make_private(self.directory)
+        self._identity = _identity(self.directory / "cache.db")
+
+    def _still_there(self) -> None:
+        """Raise once the cache file this store writes is no longer the one at its path (the directory
+        was removed, or replaced, while the run used it): what it writes from then on is lost with it,
+        so the run stops before paying for more, as on a full disk."""
+        if _identity(self.directory / "cache.db") != self._identity:
+            raise StoreError(
+                f"the cache at {self.directory} was removed or replaced while this run used it; the results "
+                "it stored are gone with it",
+                hint="run again to store them anew (they are paid for again), and keep the cache directory "
+                     "in place while a run uses it",
+            )
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, key: str, *, max_age: float | None = None) -> dict[str, Any] | None:
@@ -267,6 +289,7 @@ class Store:
                 f"cannot write to the cache at {self.directory}: {exc}",
                 hint="check free disk space and permissions, or pass --cache-dir; the run stopped before paying for more",
             ) from exc
+        self._still_there()
         return record
 
     # -- moving results between stores ---------------------------------------------------------
@@ -308,6 +331,7 @@ class Store:
                 raise damaged(self.directory / "cache.db", exc) from exc
             raise StoreError(f"cannot write to the cache at {self.directory}: {exc}",
                              hint="check free disk space and permissions, or pass --cache-dir") from exc
+        self._still_there()
         return outcome
 
     # -- housekeeping ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from tests.conftest import subprocess_env
-from tests.helpers import CORPUS, QUESTION, cli, cli_json, research_run
+from tests.helpers import CORPUS, QUESTION, cli, cli_json, completed_events, research_proc, research_run
 from tests.servers import serve
 from tests.servers.openai_api import OpenAIAPI
 
@@ -81,6 +81,30 @@ def test_a_full_disk_stops_paying_at_the_first_failed_write(tmp_path):
         assert resumed.returncode == 0, resumed.stderr
         assert json.loads(resumed.stdout)["totals"]["this_attempt"]["replayed"] >= journaled
         assert len(fake.answered) - answered <= 12 - journaled  # only what was never journaled is paid again
+
+
+def test_a_cache_directory_moved_away_during_a_run_stops_it_in_one_line(tmp_path):
+    """Someone moves the cache directory aside (or removes it) while a run writes to it: what the run
+    stores from then on would go to files nobody can find again, so it stops, saying so, as on a full
+    disk; a run afterwards builds a new cache in its place."""
+    import time
+
+    cache = tmp_path / "cache"
+    args = ["run", QUESTION, "--file", CORPUS, "--cache-dir", cache, "--concurrency", "1", "--json"]
+    proc = research_proc(*args, env=subprocess_env(RESEARCH_LOCAL_LATENCY="0.3"), cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while completed_events(cache) < 6:  # the reads and a first summary paid
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.rename(cache, tmp_path / "moved")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"the cache at {cache} was removed or replaced" in lines[0], err
+    assert not cache.exists()  # nothing recreated where the cache was
+    again = research_run(*args, env=subprocess_env(), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["totals"]["paid"] == 12
 
 
 @contextlib.contextmanager
