@@ -55,6 +55,13 @@ if _make_encoder is not None and _orjson is not None:
         # (under a microsecond) so that each has its own record of the containers it is inside, as
         # json's check for a value that holds itself needs.
         return "".join(_make_encoder({}, _refuse, escape, None, ":", ",", True, False, False)(value, 0))
+    _SAMPLE = {"b": ["\u00e9\"\n" * 40, 1, 2.5, None, True], "a": {"x": "y" * 100}, "3": 1e16}
+    try:  # the C encoder's arguments are CPython's own: a release that changed them gets json's encoder
+        _ok = canonical(_SAMPLE) == _STD_CANONICAL.encode(_SAMPLE)
+    except Exception:  # pragma: no cover
+        _ok = False
+    if not _ok:  # pragma: no cover
+        canonical = _STD_CANONICAL.encode
 else:  # pragma: no cover
     canonical = _STD_CANONICAL.encode
 

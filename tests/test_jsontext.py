@@ -92,3 +92,8 @@ def test_loads_reads_what_json_reads(raw):
 def test_loads_refuses_what_json_refuses(raw):
     with pytest.raises(ValueError):
         jsontext.loads(raw)
+
+
+def test_this_interpreter_gets_the_fast_encoder():
+    # The C encoder's arguments passed the import-time check; otherwise keys would still be right, but slow.
+    assert jsontext._ok and jsontext.canonical.__module__ == "agent.jsontext"
