@@ -12,6 +12,7 @@ Like the rest of the CLI this is an edge: errors become one line and an exit cod
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import shutil
 import signal
@@ -104,8 +105,12 @@ def _run_due(reports: Any, now: _dt.datetime, *, cache_dir: str | None, quiet: b
                 say(f"{spec.name}: skipped {len(missed)} missed slot{'s' if len(missed) != 1 else ''} ({shown});"
                     f" only the latest, {slot_label(slot)}, runs")
         from agent import interrupts
-        # A batched slot never holds up the schedule: handed over now, collected by a later 'due'.
-        outcome = interrupts.run(run_slot(spec, slot, cache_dir=cache_dir, wait=False))
+        from agent.cli import _interruptible
+
+        # 'report serve' (a stop event) handles its signals itself; 'report due' stops as 'run' does.
+        with _interruptible(run_id) if stop is None else contextlib.nullcontext():
+            # A batched slot never holds up the schedule: handed over now, collected by a later 'due'.
+            outcome = interrupts.run(run_slot(spec, slot, cache_dir=cache_dir, wait=False))
         say(outcome.line())
         outcomes.append(outcome)
     return outcomes
@@ -132,8 +137,11 @@ def continue_report(run: dict[str, Any], *, config: str | None, cache_dir: str |
         sys.stderr.write(f"note: no webhook will be told of {run['run_id']}: {exc.message}\n")
     with _progress(quiet, as_json) as progress:
         from agent import interrupts
-        outcome = interrupts.run(continue_slot(run["run_id"], cache_dir=cache_dir, webhook=webhook, progress=progress,
-                                            **overrides))
+        from agent.cli import _interruptible
+
+        with _interruptible(run["run_id"]):
+            outcome = interrupts.run(continue_slot(run["run_id"], cache_dir=cache_dir, webhook=webhook,
+                                                   progress=progress, **overrides))
     _finish(outcome, as_json)
 
 
@@ -183,7 +191,10 @@ def report_run(
             except ValueError as exc:
                 raise UsageError(f"--at {at!r}: {exc}", hint="give 2026-11-23, 2026-11-23T06:00 or 2026-11-23T06:00Z") from None
         slot = latest_slot(spec.schedule, spec.timezone, when)
-        with _progress(quiet, as_json) as progress:
+        from agent.cli import _interruptible
+        from pipelines.scheduled import slot_run_id
+
+        with _progress(quiet, as_json) as progress, _interruptible(slot_run_id(spec, slot, cache_dir=cache_dir)):
             from agent import interrupts
             outcome = interrupts.run(run_slot(spec, slot, cache_dir=cache_dir, progress=progress, wait=not no_wait))
         _finish(outcome, as_json)

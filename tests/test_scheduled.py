@@ -27,7 +27,7 @@ import pytest
 from croniter import croniter
 
 from tests.conftest import subprocess_env
-from tests.helpers import cli, cli_json, completed_events, research_proc
+from tests.helpers import cli, cli_json, completed_events, research_proc, research_run
 from tests.servers import Reply, serve
 from tests.servers.receiver import Receiver, accepting
 from tests.servers.website import Site, html, page
@@ -579,6 +579,34 @@ def test_serve_stopped_by_sigterm_during_a_run_keeps_its_steps_and_says_so_in_on
     assert status == "interrupted"
     kept = journal("SELECT COUNT(*) FROM events WHERE run_id = ? AND status = 'completed'", run_id)[0][0]
     assert kept >= 1
+
+
+@pytest.mark.parametrize("command", [["report", "run", "served"], ["report", "due"]], ids=["run", "due"])
+def test_sigterm_during_a_scheduled_run_says_which_run_to_resume_and_it_resumes(tmp_path, command):
+    corpus = notes(tmp_path / "notes", **NOTES_V1)
+    write_config({"served": {"question": Q, "files": [str(corpus)], "schedule": "0 6 * * *"}},
+                 tmp_path / "research.toml")
+    env = subprocess_env(RESEARCH_CACHE_DIR=str(cache()), RESEARCH_LOCAL_LATENCY="0.5")
+    proc = research_proc(*command, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while completed_events(cache()) < 1:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    (run_id, status), = journal("SELECT run_id, status FROM runs")
+    assert proc.returncode == 143, (out, err)
+    assert err.strip().splitlines() == [f"error: terminated (SIGTERM); completed steps are saved; continue with: "
+                                        f"research resume {run_id}"], err
+    assert status == "interrupted"
+    resumed = research_run("resume", run_id, env=subprocess_env(RESEARCH_CACHE_DIR=str(cache())), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert journal("SELECT status FROM runs WHERE run_id = ?", run_id) == [("completed",)]
 
 
 # -- 9. bad config -----------------------------------------------------------------------------
