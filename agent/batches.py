@@ -338,50 +338,37 @@ class Batcher:
             delay = min(delay * 1.5, self.poll_cap_s)
 
     def _collect(self, provider: Any, row: dict[str, Any], answers: list[Any]) -> None:
-        waiters = self._waiters.pop(row["id"], {})
-        try:
-            self._hand_out(provider, row, answers, waiters)
-        except BaseException as exc:  # a store that cannot take an answer: every step still waiting hears it
-            for entries in waiters.values():
-                for entry in entries:
-                    if not entry.future.done():
-                        entry.future.set_exception(exc)
-            raise
-
-    def _hand_out(self, provider: Any, row: dict[str, Any], answers: list[Any],
-                  waiters: dict[str, list[_Entry]]) -> None:
+        # Each entry leaves the batch's waiters as its answer is handed out; those left are the requests the
+        # batch never ran. If the store or the journal fails part-way, every entry still waiting hears the
+        # error from ``_watch`` (``_take``).
+        waiters = self._waiters.get(row["id"], {})
         counts: Counter[str] = Counter()
-        again: list[_Entry] = []
         for key, answer in zip(row["keys"], answers):
             if answer.completion is not None:
                 # Stored before any step hears of it: if the store cannot take it (a full disk), the batch
                 # is not marked collected, and the next run downloads its answers again instead of paying
                 # for its requests a second time.
                 self._keep(provider, row, key, answer.completion)
-            entries = waiters.pop(key, [])
-            if answer.completion is not None:
                 counts["answered"] += 1
-                for entry in entries:
+                for entry in waiters.pop(key, []):
                     entry.future.set_result((answer.completion, row["id"]))
             elif answer.error is not None:
                 counts["failed"] += 1
-                for entry in entries:
+                for entry in waiters.pop(key, []):
                     # Worth another try: asked again on its own, under the usual retry policy.
                     if answer.error.retryable:
                         entry.future.set_result(None)
                     else:
                         entry.future.set_exception(answer.error)
             else:
-                counts[answer.unanswered or "missing"] += 1
-                for entry in entries:
-                    if entry.resubmits < RESUBMITS:
-                        entry.resubmits += 1
-                        again.append(entry)
-                    else:
-                        entry.future.set_result(None)
+                counts[answer.unanswered or "missing"] += 1  # left waiting: sent again below
         self.journal.batch_update(row["id"], "collected", detail=dict(counts))
-        for entry in again:
-            self._join(provider, row["stage"], entry)
+        for entry in self._take(row["id"]):
+            if entry.resubmits < RESUBMITS:
+                entry.resubmits += 1
+                self._join(provider, row["stage"], entry)
+            else:
+                entry.future.set_result(None)
 
     def _keep(self, provider: Any, row: dict[str, Any], key: str, completion: Completion) -> None:
         """A batch's answer, stored as it comes: the step waiting for it stores it again as its own paid
