@@ -11,7 +11,7 @@ StoreUrl = Annotated[Optional[str], typer.Option("--store", metavar="URL", help=
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show a traceback on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-Kind = Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, probe (a server's reported context window), check (remembered claim verdicts), or failure (remembered failed page reads).")]
+Kind = Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="Only this kind of step: llm, scrape, search, fn, probe (a server's reported context window), check (remembered claim verdicts), memo (the steps each summary took, for a quick replay), or failure (remembered failed page reads).")]
 
 
 def store_location(store: Optional[str], cache_dir: Optional[str]) -> Optional[str]:

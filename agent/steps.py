@@ -10,6 +10,10 @@ step key) and a coroutine that would do the work, it:
    that process stored (one payer per step across processes; a dead holder's claim expires);
 5. else pays: runs the work, stores the result *only if it succeeded*, and journals the outcome.
 
+A :class:`Recorder` set with :func:`recording` hears of every step that ends with a result in its
+context (the tasks started inside it included): the steps a piece of a pipeline took, which
+:meth:`Runtime.replay_recorded` replays later as one, without working their requests out again.
+
 It knows nothing of models, pages or pipelines; adapters and pipelines bring the work.
 """
 
@@ -74,6 +78,8 @@ class StepResult:
     duration_s: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)
     detail: dict[str, Any] | None = None
+    #: The digest of the stored value this result is.
+    digest: str | None = None
 
 
 def _from_record(record: dict[str, Any], key: str, replayed: bool, duration: float) -> StepResult:
@@ -81,8 +87,40 @@ def _from_record(record: dict[str, Any], key: str, replayed: bool, duration: flo
         value=record["value"], key=key, replayed=replayed,
         input_tokens=record.get("input_tokens"), output_tokens=record.get("output_tokens"),
         cost_usd=record.get("cost_usd"), duration_s=duration, usage=record.get("usage") or {},
-        detail=record.get("detail"),
+        detail=record.get("detail"), digest=record.get("digest"),
     )
+
+
+class Recorder:
+    """The steps that ended with a result while it was set (see :func:`recording`), in the order they
+    ended, as :meth:`Runtime.replay_recorded` takes them; ``failed`` once any step failed."""
+
+    __slots__ = ("steps", "failed")
+
+    def __init__(self) -> None:
+        self.steps: list[list[Any]] = []
+        self.failed = False
+
+    def add(self, spec: "StepSpec", result: "StepResult") -> None:
+        self.steps.append([spec.kind, spec.name, spec.provider, spec.model, spec.key, result.digest, spec.max_age])
+
+
+_recorders: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar("research_recorders", default=())
+
+
+def recording(recorder: Recorder) -> contextvars.Token:
+    """Let ``recorder`` hear of the steps of this context from now on (besides any recorder already set);
+    undo with :func:`stop_recording`."""
+    return _recorders.set(_recorders.get() + (recorder,))
+
+
+def stop_recording(token: contextvars.Token) -> None:
+    _recorders.reset(token)
+
+
+def _recorded(spec: "StepSpec", result: "StepResult") -> None:
+    for recorder in _recorders.get():
+        recorder.add(spec, result)
 
 
 Listener = Callable[[str, StepSpec, "StepResult | None", "BaseException | None"], None]
@@ -157,11 +195,39 @@ class Runtime:
     def _replay(self, spec: StepSpec, record: dict[str, Any], started: float) -> StepResult:
         result = _from_record(record, spec.key, True, time.perf_counter() - started)
         if self.journal is not None:
-            self._journal(spec, "completed", replayed=True, result=result, digest=record.get("digest"),
+            self._journal(spec, "completed", replayed=True, result=result, digest=result.digest,
                           duration=result.duration_s)
         if self.listeners:
             self._notify("replayed", spec, result, None)
+        if _recorders.get():
+            _recorded(spec, result)
         return result
+
+    def replay_recorded(self, steps: list[list[Any]]) -> list[StepResult] | None:
+        """Replay every step a :class:`Recorder` heard, or none: ``None`` unless each one's lookup (the run's
+        pin, else the store) gives the very result recorded, so nothing is journaled unless all replay."""
+        from agent.store import is_stale
+
+        started = time.perf_counter()
+        stored = self.store.get_many([step[4] for step in steps])  # one read for them all
+        specs, records = [], []
+        for kind, name, provider, model, key, digest, max_age in steps:
+            # What lookup would give: the run's pinned version, else the stored one if fresh enough.
+            record = stored.get(key)
+            pinned = self.pins.get(key)
+            if pinned is not None and (record is None or record.get("digest") != pinned):
+                record = self.store.get_pinned(key, pinned) or record
+                if record is not None and record.get("digest") != pinned and is_stale(record, max_age):
+                    record = None
+            elif pinned is None and record is not None and is_stale(record, max_age):
+                record = None
+            if record is None or record.get("digest") != digest:
+                return None
+            spec = StepSpec(kind, name, provider, model=model, max_age=max_age)
+            spec.__dict__["key"] = key  # the key as recorded: its request is not at hand, nor needed
+            specs.append(spec)
+            records.append(record)
+        return [self._replay(spec, record, started) for spec, record in zip(specs, records)]
 
     def _paid(self, spec: StepSpec, paid: Paid, started: float) -> StepResult:
         meta = {
@@ -183,6 +249,8 @@ class Runtime:
         self._journal(spec, "completed", replayed=False, result=result, digest=record["digest"],
                       duration=duration)
         self._notify("paid", spec, result, None)
+        if _recorders.get():
+            _recorded(spec, result)
         return result
 
     def _failed(self, spec: StepSpec, exc: BaseException, started: float) -> None:
@@ -193,6 +261,8 @@ class Runtime:
         self._journal(spec, "failed", replayed=False, error=redact(message)[:2000],
                       duration=time.perf_counter() - started)
         self._notify("failed", spec, None, exc)
+        for recorder in _recorders.get():
+            recorder.failed = True
 
     # -- running -----------------------------------------------------------------------------
     async def step(self, spec: StepSpec, work: Callable[[], Awaitable[Paid]]) -> StepResult:
@@ -206,7 +276,15 @@ class Runtime:
         key = spec.key
         pending = self._inflight.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)
+            try:
+                joined = await asyncio.shield(pending)
+            except BaseException:
+                for recorder in _recorders.get():
+                    recorder.failed = True
+                raise
+            if _recorders.get():
+                _recorded(spec, joined)
+            return joined
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         gated = False
@@ -229,6 +307,8 @@ class Runtime:
             # A step left waiting (its request is in a vendor's batch) neither failed nor was paid for.
             if gated and not isinstance(exc, asyncio.CancelledError) and not getattr(exc, "deferred", False):
                 self._failed(spec, exc, started)
+            for recorder in _recorders.get():  # held back, waiting or failed: no result to replay later
+                recorder.failed = True
             future.set_exception(exc)
             future.exception()  # joined callers re-raise it; nobody else needs to retrieve it
             raise

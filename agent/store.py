@@ -245,6 +245,25 @@ class Store:
     _SELECT = ("SELECT mode, filename, value FROM Cache"
                " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
 
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of those of ``keys`` that have a readable one, read together (whatever their age)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):  # within SQLite's limit on a statement's parameters
+            chunk = keys[start:start + 500]
+            if any(type(key) is not str for key in chunk):
+                raise TypeError("store keys are strings")
+            sql = (f"SELECT key, mode, filename, value FROM Cache WHERE key IN ({','.join('?' * len(chunk))})"
+                   " AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
+            try:
+                rows = self._cache._sql(sql, (*chunk, time.time())).fetchall()
+            except (OSError, sqlite3.Error) as exc:
+                raise self._unreadable(exc) from exc
+            for key, mode, filename, value in rows:
+                record = self._record(mode, filename, value)
+                if record is not None:
+                    found[key] = record
+        return found
+
     def _read(self, key: str) -> dict[str, Any] | None:
         # diskcache's get, less the steps that never apply to this store (pickled keys, statistics,
         # eviction), since every replay comes here; the row still goes through JSONBytesDisk.fetch.
@@ -252,23 +271,27 @@ class Store:
             raise TypeError("store keys are strings")
         try:
             rows = self._cache._sql(self._SELECT, (key, time.time())).fetchall()
-            if not rows:
-                return None
-            ((mode, filename, value),) = rows
-            try:
-                raw = self._cache._disk.fetch(mode, filename, value, False)
-            except UnsafeRow:
-                return None
-            except OSError:
-                return None  # its file went with a clear in another process: diskcache's get misses too
         except (OSError, sqlite3.Error) as exc:
-            if _is_damage(exc):
-                raise damaged(self.directory / "cache.db", exc) from exc
-            raise StoreError(
-                f"cannot read the cache at {self.directory}: {exc}",
-                hint="pass --cache-dir to use another directory, or move this one aside",
-            ) from exc
+            raise self._unreadable(exc) from exc
+        if not rows:
+            return None
+        ((mode, filename, value),) = rows
+        return self._record(mode, filename, value)
+
+    def _record(self, mode: int, filename: str | None, value: Any) -> dict[str, Any] | None:
+        try:
+            raw = self._cache._disk.fetch(mode, filename, value, False)
+        except UnsafeRow:
+            return None
+        except OSError:
+            return None  # its file went with a clear in another process: diskcache's get misses too
         return decode_record(raw)
+
+    def _unreadable(self, exc: BaseException) -> StoreError:
+        if _is_damage(exc):
+            return damaged(self.directory / "cache.db", exc)
+        return StoreError(f"cannot read the cache at {self.directory}: {exc}",
+                          hint="pass --cache-dir to use another directory, or move this one aside")
 
     # -- writing -----------------------------------------------------------------------------
     def put(self, key: str, value: Any, *, kind: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -300,10 +323,7 @@ class Store:
         try:
             keys = [key for (key,) in self._cache._sql("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid").fetchall()]
         except (OSError, sqlite3.Error) as exc:
-            if _is_damage(exc):
-                raise damaged(self.directory / "cache.db", exc) from exc
-            raise StoreError(f"cannot read the cache at {self.directory}: {exc}",
-                             hint="pass --cache-dir to use another directory, or move this one aside") from exc
+            raise self._unreadable(exc) from exc
         for key in keys:
             if not isinstance(key, str):
                 continue

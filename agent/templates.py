@@ -46,6 +46,36 @@ class Prompts:
             # A run reads each template once: it is not looked at on disk again for every prompt.
             auto_reload=False,
         )
+        self._digests: dict[str, str] = {}
+
+    def digest(self, name: str) -> str:
+        """A hash of template ``name``'s source and of every template it extends, includes or imports, as
+        this run finds them (an override directory's first): what its rendered text can depend on
+        besides the variables it is given."""
+        import jinja2
+        from jinja2 import meta
+
+        from agent.keys import content_hash
+
+        found = self._digests.get(name)
+        if found is not None:
+            return found
+        sources: dict[str, str] = {}
+        todo = [f"{name}.j2"]
+        try:
+            while todo:
+                template = todo.pop()
+                if template in sources:
+                    continue
+                sources[template] = self._env.loader.get_source(self._env, template)[0]
+                todo.extend(t for t in meta.find_referenced_templates(self._env.parse(sources[template]))
+                            if isinstance(t, str))
+        except jinja2.TemplateNotFound as exc:
+            raise UsageError(f"no prompt template {exc.name}", hint="restore it or fix --prompts") from exc
+        except jinja2.TemplateError as exc:
+            raise UsageError(f"prompt template {name}.j2 is broken: {exc}", hint="fix the template") from exc
+        found = self._digests[name] = content_hash(sources)
+        return found
 
     def render(self, name: str, **variables: Any) -> tuple[str, str]:
         """``(system, user)`` text of template ``name`` rendered with ``variables``."""

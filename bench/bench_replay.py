@@ -7,7 +7,9 @@ replays all of them through the durable runtime inside a journaled run (key hash
 decode, deferred journal event), and times a plain ``diskcache.Cache.get`` of the same keys from a
 stock cache holding the same bytes. Beside them, the parts of a replay on their own: the key of a
 fresh spec, the store's read of the record (``store.get``), and the journal's deferred event (with
-its share of the batched writes).
+its share of the batched writes). Then the same steps replayed as a run replays a source's summary:
+recorded 9 at a time when they were paid (``agent.steps.Recorder``), each group replayed from its
+record (``Runtime.replay_recorded``: the recorded keys, the records read together, a journal event each).
 
 The rounds take turns, REPEAT times (each replay round in a new run); it prints the best round of
 each, per step, and its ratio to the raw get (the target is a replay at most 2x the raw get).
@@ -27,7 +29,7 @@ import diskcache
 from agent.llm import CompletionRequest, llm_spec
 from agent.providers import get_provider
 from agent.runs import Workspace
-from agent.steps import Paid, StepSpec
+from agent.steps import Paid, Recorder, StepSpec, recording, stop_recording
 
 
 def main() -> None:
@@ -54,9 +56,15 @@ def main() -> None:
             async def work() -> Paid:
                 return Paid(value, input_tokens=900, output_tokens=180, cost_usd=0.0004)
 
-            for spec in specs:
-                await runtime.step(spec, work)
+            for start in range(0, len(specs), 9):  # recorded as a summary's parts and combine are
+                recorder = Recorder()
+                token = recording(recorder)
+                for spec in specs[start:start + 9]:
+                    await runtime.step(spec, work)
+                stop_recording(token)
+                groups.append(recorder.steps)
 
+        groups: list[list[list]] = []
         asyncio.run(fill())
         raw = diskcache.Cache(str(Path(tmp) / "raw"))
         for spec in specs:
@@ -79,6 +87,12 @@ def main() -> None:
             asyncio.run(go())
             ws.journal.flush()  # the round's last batch of events is part of its cost
 
+        def recorded_round() -> None:
+            runtime = ws.start(f"recorded-{next(runs)}", question="q", inputs={"n": next(runs)}, config={})
+            for steps in groups:
+                assert runtime.replay_recorded(steps) is not None
+            ws.journal.flush()
+
         def raw_round() -> None:
             for key in keys:
                 assert raw.get(key) is not None
@@ -100,6 +114,7 @@ def main() -> None:
 
         rounds: dict[str, Callable[[], None]] = {
             "replay through the durable runtime": replay_round,
+            "replay of recorded steps, 9 a record": recorded_round,
             "raw diskcache get": raw_round,
             "  key of a fresh spec": key_round,
             "  store.get (read and decode)": read_round,

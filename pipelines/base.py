@@ -12,6 +12,7 @@ the run, the gate (budget, fatal stops, a lost lease) and writing the report liv
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,13 +30,57 @@ from agent.sources import files as file_sources
 from agent.sources import scrape as web_steps
 from agent.sources import urls as url_sources
 from agent.sources.backend import web_backend
-from agent.steps import Paid, Runtime, StepSpec
+from agent.steps import Paid, Recorder, Runtime, StepSpec, recording, stop_recording
 from agent.templates import Prompts
 
 FORMATS = ("md", "html", "json")
 #: Output tokens for a template without a ``max_tokens`` block, and the most a cut answer is retried with.
 DEFAULT_MAX_TOKENS = 2048
 MAX_RETRY_TOKENS = 8192
+
+
+#: The notes lists of the pieces of work being recorded in this context (see :meth:`Stages.recorded`).
+_recorded_notes: contextvars.ContextVar[tuple[list[str], ...]] = contextvars.ContextVar("research_notes", default=())
+_FINGERPRINTS: dict[tuple[type, ...], str] = {}
+
+
+def code_fingerprint(*classes: type) -> str:
+    """A hash of the code that turns a pipeline's inputs into its steps: every module of the ``agent``
+    and ``pipelines`` packages, the modules defining ``classes`` and their bases, and the template
+    engine's version. Worked out once per process; any edit to that code changes it. Files are named
+    by module, not by where they are installed, so two checkouts of one release agree."""
+    found = _FINGERPRINTS.get(classes)
+    if found is not None:
+        return found
+    import hashlib
+    import os
+    import sys
+
+    import jinja2
+
+    import agent
+    import pipelines
+
+    files: dict[str, str] = {}
+    for package in (agent, pipelines):
+        for directory in package.__path__:
+            for path in Path(directory).rglob("*.py"):
+                files[f"{package.__name__}/{path.relative_to(directory).as_posix()}"] = str(path)
+    for cls in classes:
+        for base in cls.__mro__:
+            where = getattr(sys.modules.get(base.__module__), "__file__", None)
+            if where and base.__module__ != "builtins":
+                files.setdefault(base.__module__, where)
+    digest = hashlib.sha256(f"jinja2 {jinja2.__version__}, python {sys.version_info[:2]}".encode())
+    for name in sorted(files):
+        try:
+            data = Path(files[name]).read_bytes()
+        except OSError:  # code that cannot be read cannot be vouched for: nothing recorded before matches
+            data = os.urandom(16)
+        digest.update(f"{len(name)}:{name}{len(data)}:".encode())
+        digest.update(data)
+    found = _FINGERPRINTS[classes] = digest.hexdigest()
+    return found
 
 
 class Progress(Protocol):
@@ -279,15 +324,58 @@ class Stages:
             retried, _ = await complete(self.runtime, provider, dataclasses.replace(request, max_tokens=bigger),
                                         name=f"{name} (again, {bigger} tokens)")
             if retried.finish_reason == "length":
-                self.notes.append(f"The answer of {name} was cut at its {bigger}-token limit, also when asked again "
+                self.note(f"The answer of {name} was cut at its {bigger}-token limit, also when asked again "
                                   f"with twice its first {limit}; it is shown as it stopped.")
             completion = retried
         for note in getattr(completion, "notes", []) or []:
-            self.notes.append(f"{name}: {note}")
+            self.note(f"{name}: {note}")
         text, trims = tidy(completion.text)
         if trims:
-            self.notes.append(f"The answer of {name}: {'; '.join(trims)}.")
+            self.note(f"The answer of {name}: {'; '.join(trims)}.")
         return text
+
+    def note(self, text: str) -> None:
+        """A line for the report's notes; a piece of work being recorded (:meth:`recorded`) keeps it too,
+        so its replay says it again."""
+        self.notes.append(text)
+        for notes in _recorded_notes.get():
+            notes.append(text)
+
+    async def recorded(self, name: str, request: dict[str, Any], make: Callable[[], Awaitable[Any]]) -> Any:
+        """``await make()``, whose steps and result are fixed by ``request`` and this pipeline's code, kept
+        so that a replay of it is the replay of its steps, without working out their requests again.
+
+        The first time, the steps ``make()`` takes are recorded as they end (see
+        :class:`agent.steps.Recorder`) and kept in the store with its JSON result and notes, under
+        ``name``, ``request`` and the code's fingerprint (:func:`code_fingerprint`: an edit to the code
+        makes every record a miss). Later, if each recorded step would replay the very result it had
+        (the run's pin, else the store), all are replayed and journaled as themselves, the notes said
+        again and the result returned; otherwise ``make()`` runs as usual (and pays for what is gone).
+        Nothing is kept when a step failed, waited or was held back, or when ``make()`` raised.
+        """
+        key = step_key("memo", provider="pipeline", model=name,
+                       request={"code": code_fingerprint(type(self)), "request": request})
+        runtime = self.runtime
+        kept = runtime.store.get(key)
+        value = kept["value"] if kept is not None else None
+        if isinstance(value, dict) and runtime.replay_recorded(value.get("steps") or []) is not None:
+            for text in value.get("notes") or []:
+                self.note(text)
+            return value["result"]
+        recorder = Recorder()
+        notes: list[str] = []
+        token, notes_token = recording(recorder), _recorded_notes.set(_recorded_notes.get() + (notes,))
+        try:
+            result = await make()
+        finally:
+            _recorded_notes.reset(notes_token)
+            stop_recording(token)
+        if not recorder.failed and recorder.steps:
+            try:
+                runtime.store.put(key, {"steps": recorder.steps, "notes": notes, "result": result}, kind="memo")
+            except ResearchError:
+                pass  # not kept: the next replay works the requests out again
+        return result
 
     def remembered(self, name: str, request: Any, compute: Callable[[], Any]) -> Any:
         """A deterministic, free result (a claim check's verdicts, a scan of a text) kept in the store

@@ -313,15 +313,27 @@ class ResearchWorkflow(Stages):
             question=self.inputs.question, source=doc, max_words=SUMMARY_WORDS,
         )
 
-    async def summarize(self, title: str, text: str, label: str) -> str:
+    async def summarize(self, title: str, text: str, label: str, digest: str | None = None) -> str:
         """One summary per source text; a text too long for the model is summarized in parts, then combined.
 
         Keyed by title and text alone (not the source's number, not where it came from), so a source read
-        again unchanged, or the same text at two addresses, is summarized once.
+        again unchanged, or the same text at two addresses, is summarized once. The steps a summary took
+        are recorded (:meth:`recorded`): its replay replays them without splitting the text and rendering
+        every part's prompt again. ``digest`` is the text's :func:`content_hash`, when the caller has it.
         """
         # Half the context for the source, after room for the prompt and the summary itself: an 8k-token
         # server must not get an 8k-token part of a page and no room to answer.
-        budget = max(256, (await self.context_window(self.providers[0]) - SUMMARY_RESERVE_TOKENS) // 2)
+        provider = self.providers[0]
+        budget = max(256, (await self.context_window(provider) - SUMMARY_RESERVE_TOKENS) // 2)
+        request = {
+            "title": title, "text": digest or content_hash(text), "label": label, "budget": budget,
+            "question": self.inputs.question, "template": self.prompts.digest("summarize"),
+            "model": [provider.name, provider.endpoint, provider.model, provider.reads_offline_hint,
+                      provider.max_output_tokens],
+        }
+        return await self.recorded("summary", request, lambda: self._summarize(title, text, label, budget))
+
+    async def _summarize(self, title: str, text: str, label: str, budget: int) -> str:
         if chunking.approx_tokens(text) <= budget:
             return await self._summarize_text(title, text, f"summarize {label}")
         parts = chunking.split(text, budget)
@@ -420,7 +432,7 @@ class ResearchWorkflow(Stages):
             if digest in pending:
                 hand.release()
             else:
-                task = pending[digest] = asyncio.ensure_future(self.summarize(doc.title, text, ref))
+                task = pending[digest] = asyncio.ensure_future(self.summarize(doc.title, text, ref, digest))
                 task.add_done_callback(lambda _: hand.release())
             # Scanning a long text takes milliseconds; the answer for its content is kept for replays.
             aimed = self.remembered("aimed-at-models-1", digest, lambda: citations.aimed_at_models(text))

@@ -463,6 +463,9 @@ def test_results_replay_pin_and_go_stale_as_in_the_local_store(pg_url, monkeypat
     assert store.get_pinned("page", first["digest"])["value"] == {"text": "old"}
     assert store.get_pinned("page", second["digest"])["value"] == {"text": "new"}
     assert pg(pg_url, "SELECT key FROM results WHERE key LIKE 'page@%%'") == [(f"page@{first['digest']}",)]
+    # several records in one read, as the replay of a recorded summary reads its steps
+    many = store.get_many(["page", "k", "absent", "big"])
+    assert set(many) == {"page", "k", "big"} and many["page"]["value"] == {"text": "new"} and many["k"] == store.get("k")
     stats = store.stats()
     assert stats["entries"] == 4 and stats["kinds"]["scrape"]["entries"] == 3 and stats["kinds"]["llm"]["entries"] == 1
     assert store.clear("llm") == 1 and store.get("k") is None and store.clear() == 3
@@ -565,13 +568,14 @@ def test_run_resume_replay_runs_show_and_cache_on_postgres(pg_url, pg_server, tm
     assert text.exit_code == 0 and "12 steps: 12 paid" in text.stdout
     stats = cli_json("cache", "stats", "--store", pg_url)
     # 12 steps' results, and what the run remembered of free work: the claim check's verdicts (the
-    # answer's and the analysis's) and the scan of each of the 5 sources for instructions aimed at models
-    assert stats["entries"] == 19 and set(stats["kinds"]) == {"llm", "scrape", "check"}
+    # answer's and the analysis's), the scan of each of the 5 sources for instructions aimed at models,
+    # and the steps each of the 5 summaries took
+    assert stats["entries"] == 24 and set(stats["kinds"]) == {"llm", "scrape", "check", "memo"}
     shown_stats = cli("cache", "stats", "--store", pg_url).stdout
     assert shown_stats.startswith(f"postgresql://research@127.0.0.1:{pg_server.port}/") and pg_server.password not in shown_stats
     cleared = cli("cache", "clear", "--kind", "llm", "--yes", "--store", pg_url)
     assert cleared.exit_code == 0 and "removed 7 entries" in cleared.stdout
-    assert cli_json("cache", "stats", "--store", pg_url)["entries"] == 12
+    assert cli_json("cache", "stats", "--store", pg_url)["entries"] == 17
     paid_again = cli_json("run", QUESTION, "--file", CORPUS, "--run-id", "c", "--store", pg_url)
     assert (paid_again["totals"]["paid"], paid_again["totals"]["replayed"]) == (7, 5)
     assert cli("cache", "clear", "--yes", "--store", pg_url).exit_code == 0
@@ -787,17 +791,18 @@ def test_export_from_a_laptop_import_into_the_team_store_and_conflicts(pg_url, t
     laptop = tmp_path / "laptop-cache"
     assert cli_json("run", QUESTION, "--file", CORPUS, "--cache-dir", laptop)["totals"]["paid"] == 12
     exported = cli("cache", "export", tmp_path / "seed.jsonl", "--cache-dir", laptop)
-    # 12 steps' results, the claim check's 2 remembered verdicts and the 5 sources' remembered scans
-    assert exported.exit_code == 0 and "exported 19 results" in exported.stdout
+    # 12 steps' results, the claim check's 2 remembered verdicts, the 5 sources' remembered scans and
+    # the steps each of their 5 summaries took
+    assert exported.exit_code == 0 and "exported 24 results" in exported.stdout
     lines = (tmp_path / "seed.jsonl").read_text().splitlines()
-    assert json.loads(lines[0]) == {"durable_research": "results", "version": 1} and len(lines) == 20
+    assert json.loads(lines[0]) == {"durable_research": "results", "version": 1} and len(lines) == 25
     assert oct((tmp_path / "seed.jsonl").stat().st_mode & 0o777) == "0o600"
 
     imported = cli_json("cache", "import", tmp_path / "seed.jsonl", "--store", pg_url)
-    assert (imported["added"], imported["same"], imported["conflicts"], imported["invalid"]) == (19, 0, [], [])
+    assert (imported["added"], imported["same"], imported["conflicts"], imported["invalid"]) == (24, 0, [], [])
     shared = cli_json("run", QUESTION, "--file", CORPUS, "--store", pg_url)
     assert (shared["totals"]["paid"], shared["totals"]["replayed"]) == (0, 12)  # the laptop's work, replayed
-    assert cli_json("cache", "import", tmp_path / "seed.jsonl", "--store", pg_url)["same"] == 19
+    assert cli_json("cache", "import", tmp_path / "seed.jsonl", "--store", pg_url)["same"] == 24
 
     # A different value for a key the team store has: reported, kept, exit 3; --overwrite replaces it.
     entry = json.loads(lines[1])
@@ -822,10 +827,10 @@ def test_export_from_a_laptop_import_into_the_team_store_and_conflicts(pg_url, t
 
     # And back: the team store's results (pinned versions too) into a new laptop's cache.
     back = cli("cache", "export", "-", "--store", pg_url)
-    assert back.exit_code == 0 and "exported 20 results" in back.stderr
+    assert back.exit_code == 0 and "exported 25 results" in back.stderr
     (tmp_path / "back.jsonl").write_text(back.stdout)
     fresh = tmp_path / "new-laptop"
-    assert cli_json("cache", "import", tmp_path / "back.jsonl", "--cache-dir", fresh)["added"] == 20
+    assert cli_json("cache", "import", tmp_path / "back.jsonl", "--cache-dir", fresh)["added"] == 25
     local, _ = open_storage(fresh, journal=False)
     assert local.get(key)["value"] == {"changed": True}
     assert local.get_pinned(key, old["digest"])["value"] == old["value"]

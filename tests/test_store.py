@@ -61,8 +61,29 @@ def test_planted_pickle_is_never_executed(tmp_path, monkeypatch, large):
     with Store(directory) as store:
         assert store.get("k-evil") is None
         assert store.get("k-good")["value"] == {"ok": True}
+        assert list(store.get_many(["k-evil", "k-good"])) == ["k-good"]
         store.stats()
     assert not marker.exists()
+
+
+def test_many_records_read_together_as_each_reads_alone(tmp_path):
+    directory = tmp_path / "c"
+    keys = [f"k{i}" for i in range(1200)]  # past what one SQLite statement takes
+    with Store(directory) as store:
+        for i, key in enumerate(keys):
+            store.put(key, {"i": i}, kind="llm")
+        store.put("big", {"text": "y" * 200_000}, kind="scrape")  # a record in a file of its own
+    raw = diskcache.Cache(str(directory))
+    raw.set("k7", b"{not json")
+    raw.set("k8", b"x", expire=-1)  # expired: diskcache's get misses it too
+    raw.close()
+    with Store(directory) as store:
+        many = store.get_many(keys + ["big", "absent"])
+        assert set(many) == set(keys) - {"k7", "k8"} | {"big"}
+        assert all(many[key] == store.get(key) for key in many)
+        assert store.get_many([]) == {}
+        with pytest.raises(TypeError):
+            store.get_many([("tuple", "key")])
 
 
 def test_invalid_json_row_is_a_miss(tmp_path):

@@ -445,6 +445,13 @@ class PostgresStore:
             return record
         return decode_record(rows.get(f"{key}@{digest}"))
 
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of those of ``keys`` that have a readable one, in one round trip (whatever their age)."""
+        rows = self.db.query("SELECT key, record FROM results WHERE key = ANY(%s)", (list(keys),),
+                             what="read results").fetchall()
+        found = {key: decode_record(text) for key, text in rows}
+        return {key: record for key, record in found.items() if record is not None}
+
     def _read(self, key: str) -> dict[str, Any] | None:
         row = self.db.query("SELECT record FROM results WHERE key = %s", (key,), what="read results").fetchone()
         return decode_record(row[0]) if row else None
