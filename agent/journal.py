@@ -605,7 +605,21 @@ class JournalBase:
         events may be ``defer``-red and written in batches (one transaction per batch keeps a replay
         in microseconds); losing them to a kill costs nothing, since a resume replays those steps again.
         """
-        row = (run_id, attempt, *map(event.get, EVENT_FIELDS), time.time())
+        self.record_values(run_id, attempt, tuple(map(event.get, EVENT_FIELDS)), defer=defer)
+
+    def record_many(self, run_id: str, attempt: int, events: list[tuple], *, defer: bool = False) -> None:
+        """:meth:`record_values` for several events at once."""
+        now = time.time()
+        with self._lock:
+            self._pending.extend((run_id, attempt, *values, now) for values in events)
+            if defer and len(self._pending) < self.DEFER_LIMIT:
+                return
+        self.flush()
+
+    def record_values(self, run_id: str, attempt: int, values: tuple, *, defer: bool = False) -> None:
+        """:meth:`record` with the event's values in the order of :data:`EVENT_FIELDS` (every replayed
+        step comes here: no dictionary to build and read back)."""
+        row = (run_id, attempt, *values, time.time())
         with self._lock:
             self._pending.append(row)
             if defer and len(self._pending) < self.DEFER_LIMIT:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from agent.jsontext import canonical
+from agent.jsontext import canonical, canonical_bytes
 
 #: Bump when the meaning of a stored result changes; every key changes with it.
 SCHEMA_VERSION = 1
@@ -26,7 +26,7 @@ def canonical_json(value: Any) -> str:
 
 def content_hash(value: Any) -> str:
     """Hex SHA-256 of the canonical JSON of ``value``."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_bytes(value)).hexdigest()
 
 
 def step_key(

@@ -91,6 +91,16 @@ def _from_record(record: dict[str, Any], key: str, replayed: bool, duration: flo
     )
 
 
+def _replayed(key: str, kind: str, name: str, provider: str, model: str, record: dict[str, Any],
+              duration: float) -> tuple:
+    """The journal's event for a step replayed from ``record``, in the order of
+    :data:`agent.journal.EVENT_FIELDS`: free, saving what the step cost when it was paid for."""
+    detail = record.get("detail")
+    return (key, kind, name, provider, model, "completed", 1, record.get("digest"), record.get("input_tokens"),
+            record.get("output_tokens"), 0.0, record.get("cost_usd"), round(duration, 6), None,
+            json.dumps(detail) if detail else None)
+
+
 class Recorder:
     """The steps that ended with a result while it was set (see :func:`recording`), in the order they
     ended, as :meth:`Runtime.replay_recorded` takes them; ``failed`` once any step failed."""
@@ -172,21 +182,18 @@ class Runtime:
         return self.store.get(key, max_age=spec.max_age)
 
     # -- journaling --------------------------------------------------------------------------
-    def _journal(self, spec: StepSpec, status: str, *, replayed: bool, result: StepResult | None = None,
-                 digest: str | None = None, error: str | None = None, duration: float = 0.0) -> None:
+    def _journal(self, spec: StepSpec, status: str, *, result: StepResult | None = None, digest: str | None = None,
+                 error: str | None = None, duration: float = 0.0) -> None:
+        """Journal a step paid for or failed, at once (a replay's event is :func:`_replayed`, written later)."""
         if self.journal is None or self.run_id is None:
             return
-        cost = result.cost_usd if result else None
-        self.journal.record(self.run_id, self.attempt, {
-            "key": spec.key, "kind": spec.kind, "name": spec.name, "provider": spec.provider,
-            "model": spec.model, "status": status, "replayed": int(replayed), "digest": digest,
-            "input_tokens": result.input_tokens if result else None,
-            "output_tokens": result.output_tokens if result else None,
-            "cost_usd": 0.0 if replayed else cost,
-            "saved_usd": cost if replayed else None,
-            "duration_s": round(duration, 6), "error": error,
-            "detail": json.dumps(result.detail) if result is not None and result.detail else None,
-        }, defer=replayed)
+        # In the order of agent.journal.EVENT_FIELDS.
+        self.journal.record_values(self.run_id, self.attempt, (
+            spec.key, spec.kind, spec.name, spec.provider, spec.model, status, 0, digest,
+            result.input_tokens if result else None, result.output_tokens if result else None,
+            result.cost_usd if result else None, None, round(duration, 6), error,
+            json.dumps(result.detail) if result is not None and result.detail else None,
+        ))
 
     def _notify(self, event: str, spec: StepSpec, result: StepResult | None, exc: BaseException | None) -> None:
         for listener in self.listeners:
@@ -194,23 +201,23 @@ class Runtime:
 
     def _replay(self, spec: StepSpec, record: dict[str, Any], started: float) -> StepResult:
         result = _from_record(record, spec.key, True, time.perf_counter() - started)
-        if self.journal is not None:
-            self._journal(spec, "completed", replayed=True, result=result, digest=result.digest,
-                          duration=result.duration_s)
+        if self.journal is not None and self.run_id is not None:
+            self.journal.record_values(self.run_id, self.attempt, _replayed(
+                spec.key, spec.kind, spec.name, spec.provider, spec.model, record, result.duration_s), defer=True)
         if self.listeners:
             self._notify("replayed", spec, result, None)
         if _recorders.get():
             _recorded(spec, result)
         return result
 
-    def replay_recorded(self, steps: list[list[Any]]) -> list[StepResult] | None:
-        """Replay every step a :class:`Recorder` heard, or none: ``None`` unless each one's lookup (the run's
+    def replay_recorded(self, steps: list[list[Any]]) -> bool:
+        """Replay every step a :class:`Recorder` heard, or none: false unless each one's lookup (the run's
         pin, else the store) gives the very result recorded, so nothing is journaled unless all replay."""
         from agent.store import is_stale
 
         started = time.perf_counter()
         stored = self.store.get_many([step[4] for step in steps])  # one read for them all
-        specs, records = [], []
+        records = []
         for kind, name, provider, model, key, digest, max_age in steps:
             # What lookup would give: the run's pinned version, else the stored one if fresh enough.
             record = stored.get(key)
@@ -222,12 +229,23 @@ class Runtime:
             elif pinned is None and record is not None and is_stale(record, max_age):
                 record = None
             if record is None or record.get("digest") != digest:
-                return None
-            spec = StepSpec(kind, name, provider, model=model, max_age=max_age)
-            spec.__dict__["key"] = key  # the key as recorded: its request is not at hand, nor needed
-            specs.append(spec)
+                return False
             records.append(record)
-        return [self._replay(spec, record, started) for spec, record in zip(specs, records)]
+        duration = time.perf_counter() - started
+        if self.journal is not None and self.run_id is not None:
+            self.journal.record_many(self.run_id, self.attempt, [
+                _replayed(step[4], step[0], step[1], step[2], step[3], record, duration)
+                for step, record in zip(steps, records)], defer=True)
+        if self.listeners or _recorders.get():
+            for (kind, name, provider, model, key, _, max_age), record in zip(steps, records):
+                spec = StepSpec(kind, name, provider, model=model, max_age=max_age)
+                spec.__dict__["key"] = key  # the key as recorded: its request is not at hand, nor needed
+                result = _from_record(record, key, True, duration)
+                if self.listeners:
+                    self._notify("replayed", spec, result, None)
+                if _recorders.get():
+                    _recorded(spec, result)
+        return True
 
     def _paid(self, spec: StepSpec, paid: Paid, started: float) -> StepResult:
         meta = {
@@ -246,7 +264,7 @@ class Runtime:
             self.pins[spec.key] = record["digest"]
         result = _from_record(record, spec.key, False, duration)
         self.spent_usd += paid.cost_usd or 0.0
-        self._journal(spec, "completed", replayed=False, result=result, digest=record["digest"],
+        self._journal(spec, "completed", result=result, digest=record["digest"],
                       duration=duration)
         self._notify("paid", spec, result, None)
         if _recorders.get():
@@ -258,7 +276,7 @@ class Runtime:
             message = exc.one_line()
         else:
             message = f"{type(exc).__name__}: {exc}"
-        self._journal(spec, "failed", replayed=False, error=redact(message)[:2000],
+        self._journal(spec, "failed", error=redact(message)[:2000],
                       duration=time.perf_counter() - started)
         self._notify("failed", spec, None, exc)
         for recorder in _recorders.get():

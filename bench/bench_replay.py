@@ -90,7 +90,7 @@ def main() -> None:
         def recorded_round() -> None:
             runtime = ws.start(f"recorded-{next(runs)}", question="q", inputs={"n": next(runs)}, config={})
             for steps in groups:
-                assert runtime.replay_recorded(steps) is not None
+                assert runtime.replay_recorded(steps)
             ws.journal.flush()
 
         def raw_round() -> None:

@@ -358,7 +358,7 @@ class Stages:
         runtime = self.runtime
         kept = runtime.store.get(key)
         value = kept["value"] if kept is not None else None
-        if isinstance(value, dict) and runtime.replay_recorded(value.get("steps") or []) is not None:
+        if isinstance(value, dict) and runtime.replay_recorded(value.get("steps") or []):
             for text in value.get("notes") or []:
                 self.note(text)
             return value["result"]

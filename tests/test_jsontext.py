@@ -47,6 +47,100 @@ def test_canonical_json_is_the_standard_librarys(value):
     assert canonical_json(value) == STD(value)
 
 
+def _std_bytes(value):
+    text = STD(value)
+    return text.encode("utf-8")
+
+
+@pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
+def test_the_bytes_keys_hash_are_the_standard_librarys(value):
+    def outcome(write):
+        try:
+            return write(value)
+        except Exception as exc:  # a lone surrogate cannot be UTF-8: the same error either way
+            return type(exc)
+    assert outcome(jsontext.canonical_bytes) == outcome(_std_bytes)
+
+
+def _random_value(rng, depth=0):
+    pick = rng.random()
+    if depth < 4 and pick < 0.25:
+        return {_random_text(rng, 6): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 6))}
+    if depth < 4 and pick < 0.4:
+        items = [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 5))]
+        return tuple(items) if rng.random() < 0.2 else items
+    if pick < 0.6:
+        return _random_text(rng, rng.choice([3, 40, 200]))
+    if pick < 0.75:
+        return rng.choice([rng.randint(-1000, 1000), rng.randint(-(1 << 70), 1 << 70), (1 << 64) - 1, 1 << 64,
+                           -(1 << 63), -(1 << 63) - 1])
+    if pick < 0.9:
+        return rng.choice([0.0, -0.0, 1e-4, 9.999999999999998e15, 1e16, 1e-5]
+                          + [rng.random() * 10 ** rng.uniform(-8, 22) * rng.choice([1, -1]) for _ in range(4)])
+    return rng.choice([True, False, None])
+
+
+def _random_text(rng, size):
+    alphabet = "ab \"\\/\n\t\x00\x1f\x7f\x80é€\u2028\u2029\ufeff\uffff\U0001f600\U0010ffff"
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, size)))
+
+
+def test_random_values_have_the_standard_librarys_bytes():
+    import random
+
+    rng = random.Random(20261208)
+    for _ in range(3000):
+        value = _random_value(rng)
+        assert jsontext.canonical_bytes(value) == _std_bytes(value), value
+
+
+def test_floats_and_integers_are_written_as_json_writes_them():
+    import random
+    import struct
+
+    rng = random.Random(7)
+    floats = [struct.unpack("d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(20000)]
+    floats += [rng.random() * 10 ** rng.uniform(-6, 18) for _ in range(50000)]
+    floats += [1e-4, 1e-4 * (1 - 2 ** -52), 1e16, 1e16 * (1 - 2 ** -53), 0.1, 0.2, 1 / 3, 5e-324, 1.7976931348623157e308]
+    for f in floats:
+        if f == f and abs(f) != float("inf"):
+            assert jsontext.canonical_bytes([f, {"f": f}]) == _std_bytes([f, {"f": f}]), f
+    for i in [0, 1, -1, (1 << 63) - 1, -(1 << 63), (1 << 64) - 1, 1 << 64, -(1 << 63) - 1, 10 ** 30]:
+        assert jsontext.canonical_bytes({"i": i}) == _std_bytes({"i": i})
+
+
+def test_keys_sort_by_code_point_as_json_sorts_them():
+    keys = ["b", "a", "B", "é", "\uffff", "\U00010000", "\ue000", "\u00ff", "ab", "a\x00", "", "\U0010ffff", "\u0800"]
+    value = {k: i for i, k in enumerate(keys)}
+    assert jsontext.canonical_bytes(value) == _std_bytes(value)
+
+
+def test_subclasses_and_objects_orjson_would_take_go_to_json():
+    import dataclasses
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Name(str):
+        pass
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    for value in [{"level": Level.HIGH}, [Name("x")], {Name("k"): 1}]:
+        assert jsontext.canonical_bytes(value) == _std_bytes(value)
+    with pytest.raises(TypeError, match="Point is not JSON serializable"):
+        jsontext.canonical_bytes({"p": Point(1)})
+    deep: list = []
+    inner = deep
+    for _ in range(300):  # deeper than orjson writes
+        inner.append([])
+        inner = inner[0]
+    assert jsontext.canonical_bytes(deep) == _std_bytes(deep)
+
+
 class Unknown:
     pass
 
@@ -64,7 +158,10 @@ def test_canonical_json_refuses_what_json_refuses_with_its_error(value):
         canonical_json(value)
     with pytest.raises(Exception) as std:
         STD(value)
+    with pytest.raises(Exception) as as_bytes:
+        jsontext.canonical_bytes(value)
     assert (type(ours.value), str(ours.value)) == (type(std.value), str(std.value))
+    assert (type(as_bytes.value), str(as_bytes.value)) == (type(std.value), str(std.value))
 
 
 def test_a_streamed_document_with_long_texts_has_json_dumps_bytes():
@@ -82,10 +179,15 @@ def test_a_streamed_document_with_long_texts_has_json_dumps_bytes():
     b'{"value": {"text": "x", "n": 3, "f": 0.1, "z": -0.0}, "cost_usd": 1.5e-05}',
     b'{"big": 123456789012345678901234567890, "neg": -9223372036854775809}',  # orjson would read floats
     b'{"f": 1e300, "g": -2e19}', b'[NaN, Infinity]', b'{"s": "\\ud800"}', b'"\\u00e9\\n"', b'{"a": 1, "a": 2}',
-    b'[' * 500 + b']' * 500,
-], ids=["record", "big ints", "big floats", "nan", "surrogate", "escapes", "duplicate key", "deep"])
+    b'[' * 500 + b']' * 500, b'{"a": ' * 950 + b'1' + b'}' * 950,
+], ids=["record", "big ints", "big floats", "nan", "surrogate", "escapes", "duplicate key", "deep", "deeper"])
 def test_loads_reads_what_json_reads(raw):
-    assert repr(jsontext.loads(raw)) == repr(json.loads(raw.decode("utf-8")))
+    def outcome(read):
+        try:
+            return repr(read())
+        except RecursionError:  # json's own limit on nesting, where the interpreter's stack ends
+            return "RecursionError"
+    assert outcome(lambda: jsontext.loads(raw)) == outcome(lambda: json.loads(raw.decode("utf-8")))
 
 
 @pytest.mark.parametrize("raw", [b'{"a": }', b'\xff\xfe', b'[1, 2', b''])

@@ -178,7 +178,7 @@ def test_a_recorder_hears_paid_replayed_and_joined_steps_and_replays_them_as_rec
     ws = Workspace.open(tmp_path / "cache")
     calls = []
 
-    async def work_for(i: int):
+    def work_for(i: int):
         async def work() -> Paid:
             calls.append(i)
             await asyncio.sleep(0.01)
@@ -186,16 +186,16 @@ def test_a_recorder_hears_paid_replayed_and_joined_steps_and_replays_them_as_rec
         return work
 
     async def first(runtime: Runtime) -> Recorder:
-        await runtime.step(_spec(0), await work_for(0))  # stored before the recording starts
+        await runtime.step(_spec(0), work_for(0))  # stored before the recording starts
         recorder = Recorder()
         token = recording(recorder)
         try:
             # step 0 replays, step 1 is paid, and its twin joins the call in flight
-            await asyncio.gather(runtime.step(_spec(0), await work_for(0)), runtime.step(_spec(1), await work_for(1)),
-                                 runtime.step(_spec(1), await work_for(1)))
+            await asyncio.gather(runtime.step(_spec(0), work_for(0)), runtime.step(_spec(1), work_for(1)),
+                                 runtime.step(_spec(1), work_for(1)))
         finally:
             stop_recording(token)
-        await runtime.step(_spec(2), await work_for(2))  # after it: not heard
+        await runtime.step(_spec(2), work_for(2))  # after it: not heard
         return recorder
 
     recorder = asyncio.run(first(ws.start("one", question="q", inputs={"n": 1}, config={})))
@@ -205,12 +205,22 @@ def test_a_recorder_hears_paid_replayed_and_joined_steps_and_replays_them_as_rec
     assert all(s[4] == _spec(int(s[1][-1])).key and len(s[5]) == 64 for s in recorder.steps)
 
     runtime = ws.start("two", question="q", inputs={"n": 2}, config={})
-    replayed = runtime.replay_recorded(recorder.steps)
-    assert [r.value for r in replayed] == [{"answer": int(s[1][-1])} for s in recorder.steps]
-    assert all(r.replayed for r in replayed)
+    heard = []
+    runtime.listeners.append(lambda event, spec, result, exc: heard.append((event, spec.key, result.value)))
+    assert runtime.replay_recorded(recorder.steps)
+    assert heard == [("replayed", s[4], {"answer": int(s[1][-1])}) for s in recorder.steps]
     ws.journal.flush()
     journaled = ws.journal.events("two")
-    assert [(e["name"], e["replayed"], e["saved_usd"]) for e in journaled] == [(s[1], 1, 0.25) for s in recorder.steps]
+    assert [(e["key"], e["name"], e["replayed"], e["digest"], e["cost_usd"], e["saved_usd"], e["input_tokens"])
+            for e in journaled] == [(s[4], s[1], 1, s[5], 0.0, 0.25, 3) for s in recorder.steps]
+    # As a step replayed one by one journals itself.
+    one = ws.start("three", question="q", inputs={"n": 3}, config={})
+    asyncio.run(one.step(_spec(1), work_for(1)))
+    ws.journal.flush()
+    (alone,) = ws.journal.events("three")
+    (same,) = [e for e in journaled if e["name"] == "step 1"][:1]
+    assert {k: v for k, v in alone.items() if k not in ("id", "run_id", "at", "duration_s")} == \
+        {k: v for k, v in same.items() if k not in ("id", "run_id", "at", "duration_s")}
     ws.close()
 
 
@@ -232,13 +242,16 @@ def test_replay_recorded_replays_nothing_unless_every_step_is_as_recorded(tmp_pa
 
     ws.store.put(_spec(1).key, {"answer": "changed"}, kind="llm")  # another result under step 1's key
     other = ws.start("two", question="q", inputs={"n": 2}, config={})
-    assert other.replay_recorded(recorder.steps) is None
+    assert not other.replay_recorded(recorder.steps)
     missing = [list(s) for s in recorder.steps[:1]] + [["llm", "gone", "p", "m", "v1:llm:" + "0" * 64, "d" * 64, None]]
-    assert other.replay_recorded(missing) is None
+    assert not other.replay_recorded(missing)
     ws.journal.flush()
     assert ws.journal.events("two") == []  # nothing journaled by a replay that did not happen
     # The run that saw the first result pinned it: it still replays what it saw.
-    assert [r.value for r in runtime.replay_recorded(recorder.steps)] == [{"answer": i} for i in range(3)]
+    heard = []
+    runtime.listeners.append(lambda event, spec, result, exc: heard.append(result.value))
+    assert runtime.replay_recorded(recorder.steps)
+    assert heard == [{"answer": i} for i in range(3)]
     ws.close()
 
 
