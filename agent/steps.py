@@ -101,6 +101,21 @@ def _replayed(key: str, kind: str, name: str, provider: str, model: str, record:
             json.dumps(detail) if detail else None)
 
 
+def _well_formed(steps: Any) -> bool:
+    """Whether ``steps`` is a list of what :meth:`Recorder.add` writes."""
+    if type(steps) is not list or not steps:
+        return False
+    for step in steps:
+        if type(step) is not list or len(step) != 7:
+            return False
+        kind, name, provider, model, key, digest, max_age = step
+        if not (type(kind) is str and type(name) is str and type(provider) is str and type(model) is str
+                and type(key) is str and type(digest) is str
+                and (max_age is None or type(max_age) in (int, float))):
+            return False
+    return True
+
+
 class Recorder:
     """The steps that ended with a result while it was set (see :func:`recording`), in the order they
     ended, as :meth:`Runtime.replay_recorded` takes them; ``failed`` once any step failed."""
@@ -216,6 +231,8 @@ class Runtime:
         from agent.store import is_stale
 
         started = time.perf_counter()
+        if not _well_formed(steps):  # a record damaged or made by hand: worked out again instead
+            return False
         stored = self.store.get_many([step[4] for step in steps])  # one read for them all
         records = []
         for kind, name, provider, model, key, digest, max_age in steps:

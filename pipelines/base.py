@@ -72,6 +72,8 @@ def code_fingerprint(*classes: type) -> str:
             if where and base.__module__ != "builtins":
                 files.setdefault(base.__module__, where)
     digest = hashlib.sha256(f"jinja2 {jinja2.__version__}, python {sys.version_info[:2]}".encode())
+    if not any(name.startswith("agent/") for name in files):  # installed without sources: nothing to vouch for
+        digest.update(os.urandom(16))
     for name in sorted(files):
         try:
             data = Path(files[name]).read_bytes()
@@ -341,7 +343,8 @@ class Stages:
         for notes in _recorded_notes.get():
             notes.append(text)
 
-    async def recorded(self, name: str, request: dict[str, Any], make: Callable[[], Awaitable[Any]]) -> Any:
+    async def recorded(self, name: str, request: dict[str, Any], make: Callable[[], Awaitable[Any]], *,
+                       valid: Callable[[Any], bool] = lambda result: True) -> Any:
         """``await make()``, whose steps and result are fixed by ``request`` and this pipeline's code, kept
         so that a replay of it is the replay of its steps, without working out their requests again.
 
@@ -351,15 +354,18 @@ class Stages:
         makes every record a miss). Later, if each recorded step would replay the very result it had
         (the run's pin, else the store), all are replayed and journaled as themselves, the notes said
         again and the result returned; otherwise ``make()`` runs as usual (and pays for what is gone).
-        Nothing is kept when a step failed, waited or was held back, or when ``make()`` raised.
+        Nothing is kept when a step failed, waited or was held back, or when ``make()`` raised; a kept
+        result that ``valid`` refuses (a record damaged or made by hand) is worked out again.
         """
         key = step_key("memo", provider="pipeline", model=name,
                        request={"code": code_fingerprint(type(self)), "request": request})
         runtime = self.runtime
         kept = runtime.store.get(key)
         value = kept["value"] if kept is not None else None
-        if isinstance(value, dict) and runtime.replay_recorded(value.get("steps") or []):
-            for text in value.get("notes") or []:
+        if (isinstance(value, dict) and "result" in value and valid(value["result"])
+                and isinstance(value.get("notes"), list) and all(isinstance(n, str) for n in value["notes"])
+                and runtime.replay_recorded(value.get("steps"))):
+            for text in value["notes"]:
                 self.note(text)
             return value["result"]
         recorder = Recorder()

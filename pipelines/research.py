@@ -331,7 +331,8 @@ class ResearchWorkflow(Stages):
             "model": [provider.name, provider.endpoint, provider.model, provider.reads_offline_hint,
                       provider.max_output_tokens],
         }
-        return await self.recorded("summary", request, lambda: self._summarize(title, text, label, budget))
+        return await self.recorded("summary", request, lambda: self._summarize(title, text, label, budget),
+                                   valid=lambda summary: isinstance(summary, str))
 
     async def _summarize(self, title: str, text: str, label: str, budget: int) -> str:
         if chunking.approx_tokens(text) <= budget:

@@ -103,6 +103,35 @@ def test_the_record_is_what_a_replay_answers_from(tmp_path):
     assert "Marked by the record." in report(again, "json")
 
 
+@pytest.mark.parametrize("damage", [
+    lambda v: "not a record",
+    lambda v: dict(v, steps="many"),
+    lambda v: dict(v, steps=[]),
+    lambda v: dict(v, steps=[s[:6] for s in v["steps"]]),
+    lambda v: dict(v, steps=[[s[0], {"name": s[1]}, *s[2:]] for s in v["steps"]]),
+    lambda v: dict(v, steps=[[*s[:6], "an hour"] for s in v["steps"]]),
+    lambda v: dict(v, result=["not", "a", "summary"]),
+    lambda v: dict(v, notes=[1, 2]),
+    lambda v: {k: x for k, x in v.items() if k != "result"},
+], ids=["not a dict", "steps not a list", "no steps", "short steps", "a name not text", "an age not a number",
+        "result not text", "notes not text", "no result"])
+def test_a_damaged_record_is_worked_out_again_and_replaced(tmp_path, damage):
+    docs = write_docs(tmp_path)
+    cache = tmp_path / "cache"
+    cold = run(docs, "cold")
+    ws = Workspace.open(cache)
+    try:
+        for key, record in memos(cache).items():
+            ws.store.put(key, damage(record["value"]), kind="memo")
+    finally:
+        ws.close()
+    again = run(docs, "again")
+    assert again["totals"]["paid"] == 0 and again["totals"]["replayed"] == cold["totals"]["calls"]
+    assert report(again, "md") == report(run(docs, "third"), "md")
+    current = [r["value"] for key, r in memos(cache).items() if "@" not in key]  # not the versions it replaced
+    assert len(current) == 2 and all(isinstance(v["result"], str) and v["steps"] for v in current)
+
+
 def test_a_step_whose_result_is_gone_is_paid_for_again(tmp_path):
     docs = write_docs(tmp_path)
     cache = tmp_path / "cache"
