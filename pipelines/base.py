@@ -327,7 +327,7 @@ class Stages:
                                         name=f"{name} (again, {bigger} tokens)")
             if retried.finish_reason == "length":
                 self.note(f"The answer of {name} was cut at its {bigger}-token limit, also when asked again "
-                                  f"with twice its first {limit}; it is shown as it stopped.")
+                          f"with twice its first {limit}; it is shown as it stopped.")
             completion = retried
         for note in getattr(completion, "notes", []) or []:
             self.note(f"{name}: {note}")
