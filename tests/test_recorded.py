@@ -303,3 +303,38 @@ def test_a_failed_or_held_step_spoils_the_recording(tmp_path):
 
     assert asyncio.run(go()).failed
     ws.close()
+
+
+# -- a recorded replay killed part-way ---------------------------------------------------------------
+def test_a_recorded_replay_killed_part_way_resumes_paying_nothing_and_reports_alike(tmp_path):
+    from tests.conftest import subprocess_env
+    from tests.helpers import completed_events, research_proc, research_run, sigkill_when
+
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(200):  # each in parts and a combine: about 1,000 recorded steps to replay
+        (docs / f"study-{i:03d}.md").write_text(f"# Field study {i}\n\n" + long_document(150 + i % 7), encoding="utf-8")
+    cache = tmp_path / "cache"
+    env = subprocess_env(RESEARCH_CACHE_DIR=str(cache))
+
+    def args(run_id: str) -> list:
+        return ["run", Q, "--file", docs, "--run-id", run_id, "--out", tmp_path / run_id, "--json", "--quiet"]
+
+    cold = research_run(*args("cold"), env=env, cwd=tmp_path, timeout=300)
+    assert cold.returncode == 0, cold.stderr
+    whole = research_run(*args("whole"), env=env, cwd=tmp_path, timeout=300)  # a replay never killed
+    assert whole.returncode == 0, whole.stderr
+    steps = completed_events(cache) // 2
+    assert steps > 900, steps
+
+    proc = research_proc(*args("killed"), env=env, cwd=tmp_path)
+    # Replay events are written 256 at a time: kill once the first of them are in the journal.
+    sigkill_when(proc, lambda: completed_events(cache) >= 2 * steps + 256)
+    assert cli_json("show", "killed")["status"] == "interrupted"
+    assert 256 <= completed_events(cache) - 2 * steps < steps  # some of its replay was journaled, not all
+    resumed = research_run("resume", "killed", "--json", "--quiet", env=env, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    shown = cli_json("show", "killed")
+    assert shown["totals"]["paid"] == 0 and shown["attempts"] == 2
+    assert (tmp_path / "killed" / "killed.md").read_text(encoding="utf-8").replace("`killed`", "RUN") == \
+        (tmp_path / "whole" / "whole.md").read_text(encoding="utf-8").replace("`whole`", "RUN")
