@@ -148,6 +148,13 @@ def _recorded(spec: "StepSpec", result: "StepResult") -> None:
         recorder.add(spec, result)
 
 
+def _spoiled() -> None:
+    """A step of this context ended without a result (failed, held back, left waiting): nothing the
+    recorders heard can be replayed later as the whole."""
+    for recorder in _recorders.get():
+        recorder.failed = True
+
+
 Listener = Callable[[str, StepSpec, "StepResult | None", "BaseException | None"], None]
 
 
@@ -296,8 +303,6 @@ class Runtime:
         self._journal(spec, "failed", error=redact(message)[:2000],
                       duration=time.perf_counter() - started)
         self._notify("failed", spec, None, exc)
-        for recorder in _recorders.get():
-            recorder.failed = True
 
     # -- running -----------------------------------------------------------------------------
     async def step(self, spec: StepSpec, work: Callable[[], Awaitable[Paid]]) -> StepResult:
@@ -314,8 +319,7 @@ class Runtime:
             try:
                 joined = await asyncio.shield(pending)
             except BaseException:
-                for recorder in _recorders.get():
-                    recorder.failed = True
+                _spoiled()
                 raise
             if _recorders.get():
                 _recorded(spec, joined)
@@ -342,8 +346,7 @@ class Runtime:
             # A step left waiting (its request is in a vendor's batch) neither failed nor was paid for.
             if gated and not isinstance(exc, asyncio.CancelledError) and not getattr(exc, "deferred", False):
                 self._failed(spec, exc, started)
-            for recorder in _recorders.get():  # held back, waiting or failed: no result to replay later
-                recorder.failed = True
+            _spoiled()
             future.set_exception(exc)
             future.exception()  # joined callers re-raise it; nobody else needs to retrieve it
             raise
@@ -403,6 +406,7 @@ class Runtime:
                 paid = work()
             except BaseException as exc:
                 self._failed(spec, exc, started)
+                _spoiled()
                 raise
             return self._paid(spec, paid, started)
 

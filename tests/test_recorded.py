@@ -302,6 +302,18 @@ def test_a_failed_or_held_step_spoils_the_recording(tmp_path):
         return recorder
 
     assert asyncio.run(go()).failed
+
+    def fails_too() -> Paid:
+        raise RuntimeError("the function failed")
+
+    recorder = Recorder()
+    token = recording(recorder)
+    try:
+        with pytest.raises(RuntimeError):
+            runtime.step_sync(_spec(6), fails_too)  # a plain function's step, as @durable runs it
+    finally:
+        stop_recording(token)
+    assert recorder.failed
     ws.close()
 
 
